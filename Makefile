@@ -1,0 +1,46 @@
+# heliosfl: every target bootstraps .venv from plain python3 on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=120
+
+.PHONY: install lab test test-fast test-slow lint demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make lab: install, then open JupyterLab on the notebooks (the main job)
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+## make test: install, then lint, type-check and run every test, notebooks included
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q $(PYTEST_NB) tests notebooks
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x tests
+
+## make test-slow: the long runs (accuracy bars, larger simulations)
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests --run-slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check heliosfl tests benchmarks
+	$(BIN)/ruff format --check heliosfl tests benchmarks
+	$(BIN)/mypy heliosfl
+
+## make demo: the guide's 100-node production deployment, headless
+demo: $(STAMP)
+	$(BIN)/heliosfl demo
+
+## make bench: every benchmark, one JSON line each
+bench: $(STAMP)
+	$(BIN)/python benchmarks/round_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,115 @@
+"""heliosfl: federated learning you can run, watch and check from a notebook.
+
+The public API renders the product guide in Python::
+
+    import heliosfl as fl
+
+    config = fl.Config(round_config=fl.RoundConfig(max_rounds=50, min_nodes_per_round=5))
+    engine = fl.FederatedLearningEngine(config)
+    await engine.register_model("m", "logistic_regression", input_dim=30)
+
+``heliosfl.ui`` (widgets) is loaded only when used and needs ``heliosfl[jupyter]``.
+"""
+
+import logging
+
+from heliosfl import data, models
+from heliosfl.config import (
+    AggregationStrategy,
+    Config,
+    DifferentialPrivacyConfig,
+    NodeSelectionStrategy,
+    NoiseMechanism,
+    RoundConfig,
+    SelectionKind,
+    WorkerConfig,
+)
+from heliosfl.coordinator import Coordinator
+from heliosfl.data import NodeData
+from heliosfl.engine import FederatedLearningEngine, SymmetricInitWarning
+from heliosfl.errors import (
+    ClosedError,
+    ComplianceError,
+    ConfigError,
+    ConvergenceNotReached,
+    FederatedLearningError,
+    InsufficientNodes,
+    ModelNotFound,
+    NodeFailure,
+    NodeNotFound,
+    NodeTimeout,
+    PrivacyBudgetExhausted,
+    SecureAggregationError,
+    WorkspaceError,
+)
+from heliosfl.events import EventBus
+from heliosfl.faults import NodeFault
+from heliosfl.models import Model
+from heliosfl.records import (
+    CoordinatorState,
+    ModelUpdate,
+    NodeInfo,
+    RoundRecord,
+    RoundStatus,
+    StopReason,
+    TrainingResult,
+)
+from heliosfl.store import Workspace
+from heliosfl.strategies import FedAdagrad, FedAdam, FedAvg, FedOpt, FedProx, FedYogi, Strategy
+from heliosfl.training import TrainingRun
+from heliosfl.worker import FederatedWorker
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AggregationStrategy",
+    "ClosedError",
+    "ComplianceError",
+    "Config",
+    "ConfigError",
+    "ConvergenceNotReached",
+    "Coordinator",
+    "CoordinatorState",
+    "DifferentialPrivacyConfig",
+    "EventBus",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedOpt",
+    "FedProx",
+    "FedYogi",
+    "FederatedLearningEngine",
+    "FederatedLearningError",
+    "FederatedWorker",
+    "InsufficientNodes",
+    "Model",
+    "ModelNotFound",
+    "ModelUpdate",
+    "NodeData",
+    "NodeFailure",
+    "NodeFault",
+    "NodeInfo",
+    "NodeNotFound",
+    "NodeSelectionStrategy",
+    "NodeTimeout",
+    "NoiseMechanism",
+    "PrivacyBudgetExhausted",
+    "RoundConfig",
+    "RoundRecord",
+    "RoundStatus",
+    "SecureAggregationError",
+    "SelectionKind",
+    "StopReason",
+    "Strategy",
+    "SymmetricInitWarning",
+    "TrainingResult",
+    "TrainingRun",
+    "WorkerConfig",
+    "Workspace",
+    "WorkspaceError",
+    "__version__",
+    "data",
+    "models",
+]

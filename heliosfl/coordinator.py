@@ -1,0 +1,598 @@
+"""Coordinator: the node registry, selection, one round, convergence, state and history.
+
+A round, as data flows (see DESIGN.md): select the available nodes; train them
+concurrently on the backend, each under ``node_timeout_secs``; check every update; if at
+least ``min_nodes_per_round`` are good, aggregate them in node-id order, evaluate the new
+model, commit round record and checkpoint to the workspace in one transaction, and
+publish events. A round without quorum leaves the model unchanged and raises
+:class:`~heliosfl.errors.InsufficientNodes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.backends.base import Backend
+from heliosfl.config import Config
+from heliosfl.convergence import check_convergence, round_loss
+from heliosfl.data import NodeData
+from heliosfl.errors import (
+    ConfigError,
+    FederatedLearningError,
+    InsufficientNodes,
+    NodeFailure,
+    NodeNotFound,
+)
+from heliosfl.events import (
+    EventBus,
+    NodeFailed,
+    NodeFinished,
+    RoundCompleted,
+    RoundFailed,
+    RoundStarted,
+)
+from heliosfl.models import Model
+from heliosfl.records import (
+    CoordinatorState,
+    ModelUpdate,
+    NodeInfo,
+    RoundRecord,
+    RoundStatus,
+    StopReason,
+)
+from heliosfl.seeding import Stream, rng_for
+from heliosfl.selection import Candidate, select_nodes
+from heliosfl.store import Workspace
+from heliosfl.worker import FederatedWorker, TrainContext
+
+__all__ = ["Coordinator"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Consecutive failed rounds after which a node is marked unavailable.
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+@dataclass(slots=True)
+class _Node:
+    node_id: str
+    num_samples: int
+    available: bool = True
+    rounds_participated: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_loss: float | None = None
+    last_accuracy: float | None = None
+    last_duration_secs: float | None = None
+    last_error: str | None = None
+
+    def snapshot(self) -> NodeInfo:
+        return NodeInfo(
+            node_id=self.node_id,
+            num_samples=self.num_samples,
+            available=self.available,
+            rounds_participated=self.rounds_participated,
+            failures=self.failures,
+            consecutive_failures=self.consecutive_failures,
+            last_loss=self.last_loss,
+            last_accuracy=self.last_accuracy,
+            last_duration_secs=self.last_duration_secs,
+            last_error=self.last_error,
+        )
+
+
+def _weighted(values: Sequence[tuple[float | None, float]]) -> float | None:
+    pairs = [(v, w) for v, w in values if v is not None and math.isfinite(v) and w > 0]
+    total = sum(w for _, w in pairs)
+    if not pairs or total <= 0:
+        return None
+    return float(sum(v * w for v, w in pairs) / total)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Coordinator:
+    """Runs the rounds of one model over its registered nodes.
+
+    Create it with :meth:`FederatedLearningEngine.create_coordinator`. Use either the
+    automatic loop (``engine.start_training``) or the manual one
+    (:meth:`select_nodes_for_round`, ``worker.train_local_model()``,
+    :meth:`execute_round`, :meth:`has_converged`), not both at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        model: Model,
+        params: FloatArray,
+        config: Config,
+        workspace: Workspace,
+        backend: Backend,
+        events: EventBus,
+        workers: Mapping[str, FederatedWorker],
+        validation_data: NodeData | None = None,
+        current_round: int = 0,
+        history: Sequence[RoundRecord] = (),
+        strategy_state: Mapping[str, FloatArray] | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.config = config
+        self.validation_data = validation_data
+        self._workspace = workspace
+        self._backend = backend
+        self._events = events
+        self._workers = workers
+        self._strategy = config.strategy
+        self._params = self._freeze(params)
+        self._strategy_state = dict(strategy_state or {})
+        self._round = current_round
+        self._history: list[RoundRecord] = list(history)
+        self._nodes: dict[str, _Node] = {}
+        self._selection: tuple[int, tuple[str, ...], float, str] | None = None
+        self._lock = asyncio.Lock()
+        self.is_training = False
+        self.stop_reason: StopReason | None = check_convergence(self._history, config.round_config)
+
+    # ----------------------------------------------------------------- state
+    @staticmethod
+    def _freeze(params: FloatArray) -> FloatArray:
+        frozen = np.array(params, dtype=np.float64, copy=True)
+        frozen.flags.writeable = False
+        return frozen
+
+    @property
+    def params(self) -> FloatArray:
+        """The current global parameters (a read-only array)."""
+        return self._params
+
+    @property
+    def current_round(self) -> int:
+        """Rounds committed so far."""
+        return self._round
+
+    @property
+    def converged(self) -> bool:
+        """True once a stopping rule (target accuracy or loss change) was met."""
+        return self.stop_reason in (StopReason.TARGET_ACCURACY, StopReason.LOSS_CONVERGED)
+
+    @property
+    def history(self) -> list[RoundRecord]:
+        """Every round attempt, committed and failed, in order."""
+        return list(self._history)
+
+    @property
+    def state(self) -> CoordinatorState:
+        """A snapshot of the guide's cluster state (synchronous form of :meth:`get_state`)."""
+        completed = [r for r in self._history if r.status is RoundStatus.COMPLETED]
+        accuracies = [r.validation_accuracy for r in completed if r.validation_accuracy is not None]
+        losses = [loss for r in completed if (loss := round_loss(r)) is not None]
+        return CoordinatorState(
+            model_id=self.model_id,
+            current_round=self._round,
+            total_rounds=self.config.round_config.max_rounds,
+            is_training=self.is_training,
+            converged=self.converged,
+            best_accuracy=max(accuracies) if accuracies else None,
+            best_loss=min(losses) if losses else None,
+            stop_reason=self.stop_reason,
+        )
+
+    async def get_state(self) -> CoordinatorState:
+        """Return the cluster state: current and total rounds, training, convergence, bests."""
+        return self.state
+
+    async def has_converged(self) -> bool:
+        """Return True once target accuracy or the loss-change rule was met."""
+        return self.converged
+
+    async def get_round_history(self, *, include_failed: bool = False) -> list[RoundRecord]:
+        """Return the committed rounds (and failed attempts with ``include_failed``)."""
+        if include_failed:
+            return list(self._history)
+        return [r for r in self._history if r.status is RoundStatus.COMPLETED]
+
+    # ----------------------------------------------------------------- nodes
+    async def register_node(self, node_id: str, num_samples: int) -> None:
+        """Register a node (or re-admit a failed one) with its number of samples.
+
+        Registering an id that is already known updates its sample count and makes it
+        available again, which is the guide's recovery path.
+
+        Raises
+        ------
+        ConfigError
+            If ``node_id`` is not a non-empty string or ``num_samples`` is not an
+            integer >= 0.
+        """
+        if not isinstance(node_id, str) or not 1 <= len(node_id) <= 200:
+            raise ConfigError("node_id", node_id, "a string of 1 to 200 characters")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+            raise ConfigError("num_samples", num_samples, "an integer >= 0")
+        if num_samples < 0:
+            raise ConfigError("num_samples", num_samples, "an integer >= 0")
+        node = self._nodes.get(node_id)
+        if node is None:
+            self._nodes[node_id] = _Node(node_id=node_id, num_samples=int(num_samples))
+        else:
+            node.num_samples = int(num_samples)
+            node.available = True
+            node.consecutive_failures = 0
+
+    async def unregister_node(self, node_id: str) -> None:
+        """Remove a node from the registry (its past rounds stay in the history).
+
+        Raises
+        ------
+        NodeNotFound
+            If no node of that id is registered.
+        """
+        if node_id not in self._nodes:
+            raise NodeNotFound(node_id)
+        del self._nodes[node_id]
+
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        """Snapshots of the registered nodes, by node id."""
+        return [self._nodes[n].snapshot() for n in sorted(self._nodes)]
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Return snapshots of the registered nodes (node_id, available, rounds, ...)."""
+        return self.nodes
+
+    def is_registered(self, node_id: str) -> bool:
+        """True if ``node_id`` is registered with this coordinator."""
+        return node_id in self._nodes
+
+    # ----------------------------------------------------------------- rounds
+    def _refuse_if_training(self, what: str) -> None:
+        if self.is_training:
+            raise ConfigError(
+                what,
+                self.model_id,
+                "called while no training run of this model is in progress",
+                "Await or cancel the run first.",
+            )
+
+    def _select(self) -> list[str]:
+        required = self.config.round_config.min_nodes_per_round
+        candidates = [
+            Candidate(node.node_id, node.num_samples, node.last_accuracy)
+            for node in self._nodes.values()
+            if node.available
+        ]
+        if len(candidates) < required:
+            raise InsufficientNodes(required, len(candidates))
+        round_number = self._round + 1
+        rng = rng_for(self.config.seed, Stream.SELECTION, self.model_id, round_number)
+        selected = select_nodes(self.config.round_config.selection_strategy, candidates, rng)
+        if len(selected) < required:
+            raise InsufficientNodes(required, len(selected), "selected nodes")
+        self._selection = (round_number, tuple(selected), time.perf_counter(), _now_iso())
+        return selected
+
+    async def select_nodes_for_round(self) -> list[str]:
+        """Choose the nodes of the next round.
+
+        Returns
+        -------
+        list of str
+            Node ids, sorted.
+
+        Raises
+        ------
+        InsufficientNodes
+            If fewer than ``min_nodes_per_round`` nodes are available.
+        """
+        self._refuse_if_training("select_nodes_for_round")
+        return self._select()
+
+    def training_context(self, node_id: str) -> TrainContext:
+        """What ``node_id`` needs to train the next round.
+
+        Raises
+        ------
+        NodeNotFound
+            If the node is not registered here.
+        """
+        if node_id not in self._nodes:
+            raise NodeNotFound(node_id, f"coordinator of model {self.model_id!r}")
+        return TrainContext(
+            model_id=self.model_id,
+            model=self.model,
+            params=self._params,
+            round_number=self._round + 1,
+            seed=self.config.seed,
+            learning_rate=self.config.round_config.learning_rate,
+            prox_mu=self._strategy.prox_mu,
+        )
+
+    async def _train_node(self, node_id: str, context: TrainContext) -> ModelUpdate | str:
+        """Train one node under its timeout; return its update or the failure reason."""
+        worker = self._workers.get(node_id)
+        round_number = context.round_number
+        if worker is None:
+            reason = "no worker for this node (call engine.create_worker first)"
+        else:
+            timeout = self.config.round_config.node_timeout_secs
+            try:
+                async with asyncio.timeout(timeout):
+                    update = await worker.train(context)
+            except TimeoutError:
+                reason = f"timeout: no update within {timeout:g} s"
+                self._events.publish(
+                    NodeFailed(
+                        model_id=self.model_id,
+                        round_number=round_number,
+                        node_id=node_id,
+                        reason=reason,
+                        timed_out=True,
+                    )
+                )
+                return reason
+            except NodeFailure as exc:
+                reason = exc.reason
+            else:
+                self._events.publish(
+                    NodeFinished(
+                        model_id=self.model_id,
+                        round_number=round_number,
+                        node_id=node_id,
+                        loss=update.loss,
+                        num_samples=update.num_samples,
+                        duration_secs=update.duration_secs,
+                    )
+                )
+                return update
+        self._events.publish(
+            NodeFailed(
+                model_id=self.model_id, round_number=round_number, node_id=node_id, reason=reason
+            )
+        )
+        return reason
+
+    async def run_round(self) -> RoundRecord:
+        """Run one whole round: select, train concurrently under timeouts, aggregate.
+
+        Returns
+        -------
+        RoundRecord
+            The committed round.
+
+        Raises
+        ------
+        InsufficientNodes
+            If too few nodes are available, or too few updates succeed (the model is then
+            unchanged and the attempt is recorded as failed).
+        """
+        async with self._lock:
+            selected = self._select()
+            context = self.training_context(selected[0])
+            self._events.publish(
+                RoundStarted(
+                    model_id=self.model_id,
+                    round_number=context.round_number,
+                    selected_nodes=tuple(selected),
+                )
+            )
+            async with asyncio.TaskGroup() as group:
+                tasks = {n: group.create_task(self._train_node(n, context)) for n in selected}
+            updates = [t.result() for t in tasks.values() if isinstance(t.result(), ModelUpdate)]
+            failures = {n: r for n, t in tasks.items() if isinstance(r := t.result(), str)}
+            return await self._execute(updates, failures)  # type: ignore[arg-type]
+
+    async def execute_round(self, updates: Sequence[ModelUpdate]) -> RoundRecord:
+        """Aggregate the updates of the current round and commit the new model.
+
+        Updates are checked first; one for another model or round, from an unregistered
+        or unselected node, a duplicate, or with a wrong shape or non-finite values is
+        rejected and recorded with its reason.
+
+        Parameters
+        ----------
+        updates : sequence of ModelUpdate
+            The updates returned by ``worker.train_local_model()``.
+
+        Returns
+        -------
+        RoundRecord
+            The committed round.
+
+        Raises
+        ------
+        InsufficientNodes
+            If fewer than ``min_nodes_per_round`` updates are accepted; the model is
+            unchanged and the attempt is recorded as failed.
+        """
+        self._refuse_if_training("execute_round")
+        async with self._lock:
+            return await self._execute(list(updates), {})
+
+    def _check_update(
+        self, update: object, seen: set[str], selected: tuple[str, ...] | None
+    ) -> str | None:
+        if not isinstance(update, ModelUpdate):
+            return f"not a ModelUpdate ({type(update).__name__})"
+        if update.model_id != self.model_id:
+            return f"update is for model {update.model_id!r}"
+        if update.node_id not in self._nodes:
+            return "node is not registered"
+        if update.node_id in seen:
+            return "duplicate update from this node"
+        if selected is not None and update.node_id not in selected:
+            return "node was not selected for this round"
+        if update.round_number != self._round + 1:
+            return f"stale update: trained for round {update.round_number}, not {self._round + 1}"
+        delta = update.delta
+        if not isinstance(delta, np.ndarray) or delta.shape != self._params.shape:
+            shape = getattr(delta, "shape", type(delta).__name__)
+            return f"delta shape {shape} does not match the model's {self._params.shape}"
+        if not np.issubdtype(delta.dtype, np.floating) or not np.all(np.isfinite(delta)):
+            return "delta holds non-finite or non-float values"
+        if isinstance(update.num_samples, bool) or update.num_samples < 1:
+            return f"num_samples must be >= 1, found {update.num_samples!r}"
+        return None
+
+    async def _execute(self, updates: list[ModelUpdate], failures: dict[str, str]) -> RoundRecord:
+        round_number = self._round + 1
+        selection = (
+            self._selection if self._selection and self._selection[0] == round_number else None
+        )
+        started_clock, started_at = (
+            (selection[2], selection[3]) if selection else (time.perf_counter(), _now_iso())
+        )
+        selected = selection[1] if selection else None
+        failures = dict(failures)
+        accepted: list[ModelUpdate] = []
+        seen: set[str] = set()
+        for update in updates:
+            reason = self._check_update(update, seen, selected)
+            node_id = getattr(update, "node_id", "?")
+            if reason is None:
+                accepted.append(update)
+                seen.add(update.node_id)
+            else:
+                failures[str(node_id)] = f"rejected: {reason}"
+                self._events.publish(
+                    NodeFailed(
+                        model_id=self.model_id,
+                        round_number=round_number,
+                        node_id=str(node_id),
+                        reason=f"rejected: {reason}",
+                    )
+                )
+        for node_id in selected or ():
+            if node_id not in seen and node_id not in failures:
+                failures[node_id] = "no update received"
+        accepted.sort(key=lambda u: u.node_id)
+        required = self.config.round_config.min_nodes_per_round
+        record = RoundRecord(
+            round_number=round_number,
+            selected_nodes=selected if selected is not None else tuple(u.node_id for u in accepted),
+            participating_nodes=tuple(u.node_id for u in accepted),
+            failed_nodes=dict(sorted(failures.items())),
+            aggregated_loss=_weighted([(u.loss, u.num_samples) for u in accepted]),
+            num_samples=sum(u.num_samples for u in accepted),
+            started_at=started_at,
+        )
+        if len(accepted) < required:
+            record = replace(
+                record,
+                status=RoundStatus.FAILED,
+                participating_nodes=(),
+                duration_secs=time.perf_counter() - started_clock,
+            )
+            await asyncio.to_thread(
+                self._workspace.record_failed_round, self.model_id, round_number, record.to_dict()
+            )
+            self._history.append(record)
+            self._note_nodes(accepted, failures, committed=False)
+            error = InsufficientNodes(required, len(accepted), "successful updates")
+            self._events.publish(
+                RoundFailed(model_id=self.model_id, record=record, reason=str(error))
+            )
+            raise error
+        new_params, new_state, evaluation = await asyncio.to_thread(self._aggregate, accepted)
+        if evaluation is None:
+            val_loss = _weighted(
+                [(u.metrics.get("val_loss"), u.metrics.get("val_samples", 0.0)) for u in accepted]
+            )
+            val_acc = _weighted(
+                [
+                    (u.metrics.get("val_accuracy"), u.metrics.get("val_samples", 0.0))
+                    for u in accepted
+                ]
+            )
+        else:
+            val_loss, val_acc = evaluation
+        record = replace(
+            record,
+            validation_loss=val_loss,
+            validation_accuracy=val_acc,
+            duration_secs=time.perf_counter() - started_clock,
+        )
+        await asyncio.to_thread(
+            self._workspace.commit_round,
+            self.model_id,
+            round_number,
+            record.to_dict(),
+            new_params,
+            new_state,
+        )
+        self._params = self._freeze(new_params)
+        self._strategy_state = new_state
+        self._round = round_number
+        self._history.append(record)
+        self._note_nodes(accepted, failures, committed=True)
+        self.stop_reason = check_convergence(self._history, self.config.round_config)
+        self._events.publish(RoundCompleted(model_id=self.model_id, record=record))
+        return record
+
+    def _aggregate(
+        self, accepted: list[ModelUpdate]
+    ) -> tuple[FloatArray, dict[str, FloatArray], tuple[float, float] | None]:
+        new_params, new_state = self._strategy.aggregate(
+            self._params,
+            [u.delta for u in accepted],
+            [float(u.num_samples) for u in accepted],
+            self._strategy_state,
+        )
+        if not np.all(np.isfinite(new_params)):
+            raise FederatedLearningError(
+                "Aggregation produced non-finite parameters; the model is unchanged. "
+                "Lower learning_rate (local or the strategy's server_learning_rate)."
+            )
+        evaluation = None
+        data = self.validation_data
+        if data is not None and len(data) > 0:
+            figures = self.model.evaluate(new_params, data.X, data.y)
+            evaluation = (float(figures["loss"]), float(figures["accuracy"]))
+        return new_params, new_state, evaluation
+
+    def _note_nodes(
+        self, accepted: list[ModelUpdate], failures: Mapping[str, str], *, committed: bool
+    ) -> None:
+        for update in accepted:
+            node = self._nodes.get(update.node_id)
+            if node is None:
+                continue
+            if committed:
+                node.rounds_participated += 1
+            node.consecutive_failures = 0
+            node.last_loss = update.loss
+            node.last_accuracy = update.metrics.get("val_accuracy", node.last_accuracy)
+            node.last_duration_secs = update.duration_secs
+        for node_id, reason in failures.items():
+            failed = self._nodes.get(node_id)
+            if failed is None:
+                continue
+            failed.failures += 1
+            failed.consecutive_failures += 1
+            failed.last_error = reason
+            if failed.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and failed.available:
+                failed.available = False
+                logger.warning(
+                    "node %s marked unavailable after %d consecutive failures",
+                    node_id,
+                    failed.consecutive_failures,
+                )
+
+    def __repr__(self) -> str:
+        return (
+            f"Coordinator(model_id={self.model_id!r}, round={self._round}/"
+            f"{self.config.round_config.max_rounds}, nodes={len(self._nodes)})"
+        )

@@ -1,0 +1,512 @@
+"""FederatedLearningEngine: models, coordinators, workers and training runs.
+
+The engine owns the workspace (in-memory unless one is given), the backend where local
+training runs, and the event stream. It is an async context manager::
+
+    async with fl.FederatedLearningEngine(config) as engine:
+        await engine.register_model("m", "logistic_regression", input_dim=30)
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.backends.base import Backend, make_backend
+from heliosfl.config import Config, WorkerConfig
+from heliosfl.coordinator import Coordinator
+from heliosfl.data import NodeData
+from heliosfl.errors import (
+    ClosedError,
+    ConfigError,
+    ConvergenceNotReached,
+    ModelNotFound,
+    NodeNotFound,
+)
+from heliosfl.events import EventBus
+from heliosfl.faults import NodeFault
+from heliosfl.models import Model, make_model, model_from_spec
+from heliosfl.models.base import check_params
+from heliosfl.records import RoundRecord, TrainingResult
+from heliosfl.seeding import Stream, rng_for
+from heliosfl.store import Workspace
+from heliosfl.training import TrainingRun, run_training
+from heliosfl.worker import FederatedWorker
+
+__all__ = ["FederatedLearningEngine", "SymmetricInitWarning"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class SymmetricInitWarning(UserWarning):
+    """Initial parameters of a neural network are all equal, so hidden units stay identical."""
+
+
+def _check_model_id(model_id: object) -> str:
+    if not isinstance(model_id, str) or not 1 <= len(model_id) <= 200:
+        raise ConfigError("model_id", model_id, "a string of 1 to 200 characters")
+    return model_id
+
+
+class FederatedLearningEngine:
+    """Trains models across simulated nodes that never pool their data.
+
+    Parameters
+    ----------
+    config : Config or None
+        The run configuration (default ``Config()``).
+    workspace : Workspace or None
+        Where history and checkpoints are kept. ``None``: a fresh in-memory workspace
+        owned (and closed) by the engine, so nothing persists.
+    backend : {"inline"} or Backend
+        Where local training runs.
+    max_workers : int or None
+        Threads of the inline backend.
+
+    Raises
+    ------
+    ConfigError
+        If ``config`` is not a :class:`Config`, or differential privacy is requested
+        (not implemented yet: the engine refuses rather than train without it).
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        workspace: Workspace | None = None,
+        backend: str | Backend = "inline",
+        max_workers: int | None = None,
+    ) -> None:
+        config = Config() if config is None else config
+        if not isinstance(config, Config):
+            raise ConfigError("config", config, "a heliosfl.Config")
+        if config.enable_privacy:
+            raise ConfigError(
+                "enable_privacy",
+                True,
+                "False in this version of heliosfl",
+                "Differential privacy is not implemented yet; the engine refuses rather than "
+                "train without the guarantee. Set enable_privacy=False.",
+            )
+        self.config = config
+        self._owns_workspace = workspace is None
+        self.workspace = Workspace() if workspace is None else workspace
+        self.backend = make_backend(backend, max_workers=max_workers)
+        self.events = EventBus()
+        self._models: dict[str, Model] = {}
+        self._initial: dict[str, FloatArray] = {}
+        self._coordinators: dict[str, Coordinator] = {}
+        self._workers: dict[str, FederatedWorker] = {}
+        self._runs: dict[str, TrainingRun] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("FederatedLearningEngine")
+
+    async def aclose(self) -> None:
+        """Cancel running training, close the backend, and close an owned workspace."""
+        if self._closed:
+            return
+        self._closed = True
+        runs = [run for run in self._runs.values() if not run.done()]
+        for run in runs:
+            run.cancel()
+        if runs:
+            await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
+        self.backend.close()
+        self.events.close()
+        if self._owns_workspace:
+            self.workspace.close()
+
+    async def __aenter__(self) -> FederatedLearningEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ models
+    async def register_model(
+        self,
+        model_id: str,
+        model_type: str | Model,
+        initial_params: Sequence[float] | FloatArray | None = None,
+        **model_kwargs: Any,
+    ) -> Model:
+        """Register a model and its initial parameters.
+
+        Parameters
+        ----------
+        model_id : str
+            A new id (1 to 200 characters).
+        model_type : str or Model
+            ``"logistic_regression"``, ``"softmax_regression"``, ``"neural_network"``
+            (= ``"mlp"``, ``"deep_neural_network"``), or a :class:`Model` instance.
+        initial_params : array-like or None
+            A flat vector of ``model.num_params`` values; ``None`` draws them from the
+            config's seed.
+        **model_kwargs
+            Architecture, e.g. ``input_dim=30, hidden_layers=(32,), num_classes=2``.
+
+        Returns
+        -------
+        Model
+            The model.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown model type, a bad architecture, a parameter vector of the wrong
+            length (both lengths in the message), or an id already registered here or in
+            the workspace (use :meth:`resume` for the latter).
+
+        Warns
+        -----
+        SymmetricInitWarning
+            If a neural network's initial parameters are all equal (zeros, as in the
+            guide): its hidden units would stay identical and it would train like a
+            linear model.
+        """
+        self._check_open()
+        model_id = _check_model_id(model_id)
+        if model_id in self._models:
+            raise ConfigError(
+                "model_id", model_id, "an id not registered yet in this engine", "Choose a new id."
+            )
+        if isinstance(model_type, str):
+            model = make_model(model_type, **model_kwargs)
+        elif isinstance(model_type, Model):
+            if model_kwargs:
+                raise ConfigError(
+                    "model_kwargs", sorted(model_kwargs), "empty when a Model instance is given"
+                )
+            model = model_type
+        else:
+            raise ConfigError("model_type", model_type, "a model type name or a Model instance")
+        if initial_params is None:
+            params = model.init_params(rng_for(self.config.seed, Stream.INIT, model_id))
+        else:
+            params = check_params(model, initial_params, field="initial_params")
+            hidden = getattr(model, "hidden_layers", ())
+            if hidden and params.size > 1 and np.all(params == params[0]):
+                warnings.warn(
+                    f"initial_params of {model_id!r} are all {params[0]:g}: the hidden units of "
+                    "a neural network start identical and stay identical. Pass "
+                    "initial_params=None to draw them from the seed.",
+                    SymmetricInitWarning,
+                    stacklevel=2,
+                )
+        spec = model.to_spec() if hasattr(model, "to_spec") else {"model_type": "custom"}
+        exists = await asyncio.to_thread(self.workspace.has_model, model_id)
+        if exists:
+            raise ConfigError(
+                "model_id",
+                model_id,
+                "an id not yet in the workspace",
+                "Its history is kept there: call `await engine.resume(model_id)` to continue it, "
+                "or choose a new id.",
+            )
+        await asyncio.to_thread(
+            self.workspace.save_model, model_id, spec, self.config.to_dict(), params
+        )
+        self._models[model_id] = model
+        self._initial[model_id] = params
+        return model
+
+    def _model(self, model_id: str) -> Model:
+        model = self._models.get(model_id)
+        if model is None:
+            raise ModelNotFound(model_id, tuple(self._models))
+        return model
+
+    def list_models(self) -> list[str]:
+        """Ids of the models registered in this engine."""
+        return sorted(self._models)
+
+    def get_params(self, model_id: str) -> FloatArray:
+        """A copy of the current global parameters of ``model_id``.
+
+        Raises
+        ------
+        ModelNotFound
+            If the model is not registered.
+        """
+        model = self._model(model_id)
+        coordinator = self._coordinators.get(model_id)
+        params = self._initial[model_id] if coordinator is None else coordinator.params
+        del model
+        return np.array(params, copy=True)
+
+    # ------------------------------------------------------------ coordinators
+    async def create_coordinator(
+        self, model_id: str, *, validation_data: NodeData | None = None
+    ) -> Coordinator:
+        """Return the coordinator of ``model_id``, creating it on first call.
+
+        Parameters
+        ----------
+        model_id : str
+            A registered model.
+        validation_data : NodeData or None
+            Held-out data the coordinator evaluates each new global model on. Without
+            it, rounds report the participants' own validation figures.
+
+        Raises
+        ------
+        ModelNotFound
+            If the model is not registered.
+        """
+        self._check_open()
+        model = self._model(model_id)
+        if validation_data is not None and not isinstance(validation_data, NodeData):
+            raise ConfigError("validation_data", validation_data, "a NodeData or None")
+        coordinator = self._coordinators.get(model_id)
+        if coordinator is not None:
+            if validation_data is not None:
+                coordinator.validation_data = validation_data
+            return coordinator
+        coordinator = Coordinator(
+            model_id=model_id,
+            model=model,
+            params=self._initial[model_id],
+            config=self.config,
+            workspace=self.workspace,
+            backend=self.backend,
+            events=self.events,
+            workers=self._workers,
+            validation_data=validation_data,
+        )
+        self._coordinators[model_id] = coordinator
+        return coordinator
+
+    def get_coordinator(self, model_id: str) -> Coordinator:
+        """The coordinator of ``model_id``.
+
+        Raises
+        ------
+        ModelNotFound
+            If the model has no coordinator yet.
+        """
+        coordinator = self._coordinators.get(model_id)
+        if coordinator is None:
+            raise ModelNotFound(model_id, tuple(self._coordinators))
+        return coordinator
+
+    async def resume(
+        self,
+        model_id: str,
+        *,
+        model: Model | None = None,
+        validation_data: NodeData | None = None,
+    ) -> Coordinator:
+        """Continue a model kept in a persistent workspace, e.g. after a kernel restart.
+
+        The model is rebuilt from its stored architecture (or ``model`` for a custom
+        one), its parameters and aggregation state come from the last checkpoint and its
+        history from the workspace. Register the nodes again, then train as usual; the
+        next round is the one after the last committed round.
+
+        Raises
+        ------
+        ModelNotFound
+            If the workspace holds no such model.
+        ConfigError
+            If the model is already registered in this engine, or ``model`` does not
+            match the stored parameters.
+        """
+        self._check_open()
+        model_id = _check_model_id(model_id)
+        if model_id in self._models:
+            raise ConfigError("model_id", model_id, "a model not yet registered in this engine")
+        record = await asyncio.to_thread(self.workspace.load_model, model_id)
+        if record is None:
+            known = await asyncio.to_thread(self.workspace.list_models)
+            raise ModelNotFound(model_id, tuple(known))
+        if model is None:
+            if record.spec.get("model_type") == "custom":
+                raise ConfigError(
+                    "model", None, "the Model instance for a custom model", "Pass model=..."
+                )
+            model = model_from_spec(record.spec)
+        checkpoint = await asyncio.to_thread(self.workspace.latest_checkpoint, model_id)
+        params = check_params(model, checkpoint.params, field="checkpoint params")
+        rows = await asyncio.to_thread(self.workspace.rounds, model_id, include_failed=True)
+        history = [RoundRecord.from_dict(row) for row in rows]
+        self._models[model_id] = model
+        first = await asyncio.to_thread(self.workspace.checkpoint, model_id, 0)
+        self._initial[model_id] = first.params
+        coordinator = Coordinator(
+            model_id=model_id,
+            model=model,
+            params=params,
+            config=self.config,
+            workspace=self.workspace,
+            backend=self.backend,
+            events=self.events,
+            workers=self._workers,
+            validation_data=validation_data,
+            current_round=checkpoint.round_number,
+            history=history,
+            strategy_state=checkpoint.state,
+        )
+        self._coordinators[model_id] = coordinator
+        return coordinator
+
+    # ------------------------------------------------------------ workers
+    async def create_worker(
+        self,
+        config: WorkerConfig,
+        data: NodeData | None = None,
+        *,
+        fault: NodeFault | None = None,
+    ) -> FederatedWorker:
+        """Create the worker of a node (replacing an earlier worker of the same id).
+
+        Parameters
+        ----------
+        config : WorkerConfig
+            Node id and local training settings.
+        data : NodeData or None
+            The node's private data.
+        fault : NodeFault or None
+            Simulated misbehaviour for experiments (crashes, hangs, delays).
+
+        Returns
+        -------
+        FederatedWorker
+            The worker. Register its node with a coordinator to include it in rounds.
+        """
+        self._check_open()
+        if not isinstance(config, WorkerConfig):
+            raise ConfigError("worker_config", config, "a WorkerConfig")
+        if data is not None and not isinstance(data, NodeData):
+            raise ConfigError("data", data, "a NodeData or None")
+        if fault is not None and not isinstance(fault, NodeFault):
+            raise ConfigError("fault", fault, "a NodeFault or None")
+        worker = FederatedWorker(
+            config, data, backend=self.backend, resolve=self._resolve, fault=fault
+        )
+        self._workers[config.node_id] = worker
+        return worker
+
+    def get_worker(self, node_id: str) -> FederatedWorker:
+        """The worker of ``node_id``.
+
+        Raises
+        ------
+        NodeNotFound
+            If no worker of that id exists.
+        """
+        worker = self._workers.get(node_id)
+        if worker is None:
+            raise NodeNotFound(node_id, "engine (no worker)")
+        return worker
+
+    @property
+    def workers(self) -> list[FederatedWorker]:
+        """All workers, by node id."""
+        return [self._workers[n] for n in sorted(self._workers)]
+
+    def _resolve(self, node_id: str, model_id: str | None) -> Coordinator:
+        if model_id is not None:
+            coordinator = self.get_coordinator(model_id)
+            if not coordinator.is_registered(node_id):
+                raise NodeNotFound(node_id, f"coordinator of model {model_id!r}")
+            return coordinator
+        matches = [c for c in self._coordinators.values() if c.is_registered(node_id)]
+        if not matches:
+            raise NodeNotFound(node_id, "any coordinator")
+        if len(matches) > 1:
+            raise ConfigError(
+                "model_id",
+                None,
+                "one of " + ", ".join(repr(c.model_id) for c in matches),
+                f"Node {node_id!r} is registered with several models; say which.",
+            )
+        return matches[0]
+
+    # ------------------------------------------------------------ training
+    async def start_training(self, model_id: str) -> TrainingRun:
+        """Start training ``model_id`` in a task and return at once.
+
+        Returns
+        -------
+        TrainingRun
+            Await it for the :class:`TrainingResult`; ``run.cancel()`` stops it.
+
+        Raises
+        ------
+        ModelNotFound
+            If the model is not registered.
+        ConfigError
+            If a run of this model is already in progress.
+        """
+        self._check_open()
+        self._model(model_id)
+        running = self._runs.get(model_id)
+        if running is not None and not running.done():
+            raise ConfigError(
+                "model_id",
+                model_id,
+                "a model with no training run in progress",
+                "Await or cancel the current run first.",
+            )
+        coordinator = await self.create_coordinator(model_id)
+        task = asyncio.create_task(
+            run_training(coordinator, self.events), name=f"heliosfl-train-{model_id}"
+        )
+        run = TrainingRun(model_id, task)
+        self._runs[model_id] = run
+        return run
+
+    async def train(self, model_id: str, *, require_convergence: bool = False) -> TrainingResult:
+        """Train ``model_id`` until it stops and return the result.
+
+        Parameters
+        ----------
+        model_id : str
+            A registered model.
+        require_convergence : bool
+            Raise :class:`ConvergenceNotReached` if training ends at ``max_rounds``
+            without meeting ``target_accuracy`` or ``convergence_threshold``.
+
+        Raises
+        ------
+        InsufficientNodes
+            If the quorum cannot be met (committed rounds stay committed).
+        ConvergenceNotReached
+            With ``require_convergence``, if no stopping rule was met.
+        """
+        run = await self.start_training(model_id)
+        result = await run
+        if require_convergence and not result.converged:
+            raise ConvergenceNotReached(
+                result.current_round,
+                result.best_accuracy,
+                self.config.round_config.target_accuracy,
+            )
+        return result
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"FederatedLearningEngine({state}, models={len(self._models)}, "
+            f"workers={len(self._workers)}, workspace={self.workspace!r})"
+        )

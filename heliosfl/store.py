@@ -1,0 +1,474 @@
+"""The workspace: models, round history and one checkpoint per round, in one SQLite file.
+
+``Workspace(path)`` persists to a file (WAL journal, ``synchronous=NORMAL``, foreign keys
+on, schema versioned in a ``meta`` table); ``Workspace()`` keeps everything in memory, so a
+notebook re-run from the top is a fresh experiment. Every write is one transaction: a round's
+record and its checkpoint land together or not at all, and a failure leaves earlier data
+intact. Nothing is ever deleted: history is the audit trail that privacy accounting and
+unlearning rely on.
+
+The methods are synchronous and thread-safe (one connection, one lock); the engine calls
+them through :func:`asyncio.to_thread`. JSON values (specs, configs, round records) are
+stored with non-finite floats as ``null``: a ``nan`` loss reads back as ``None``. The
+on-disk layout is in :mod:`heliosfl.store_schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.errors import ClosedError, ConfigError, WorkspaceError
+from heliosfl.store_schema import (
+    SCHEMA_VERSION,
+    connect,
+    encode_params,
+    encode_state,
+    from_json,
+    insert_checkpoint,
+    insert_round,
+    last_round,
+    model_size,
+    now_utc,
+    parse_time,
+    select_checkpoint,
+    to_json,
+)
+
+__all__ = ["SCHEMA_VERSION", "Checkpoint", "ModelRecord", "Workspace"]
+
+_MAX_MODEL_ID_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """A registered model, as stored.
+
+    Attributes
+    ----------
+    model_id : str
+        The model's name, unique in its workspace.
+    spec : dict[str, Any]
+        How to rebuild the model, e.g. ``{"model_type": "mlp", "input_dim": 30}``.
+    config : dict[str, Any]
+        The engine configuration (``Config.to_dict()``) at registration.
+    created_at : datetime
+        When the model was registered (UTC, timezone-aware).
+    """
+
+    model_id: str
+    spec: dict[str, Any]
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Checkpoint:
+    """A model's parameters (and strategy state) after one committed round.
+
+    Compared by identity (arrays have no single truth value); compare ``params`` with
+    :func:`numpy.array_equal`.
+
+    Attributes
+    ----------
+    model_id : str
+        The model.
+    round_number : int
+        The round that produced these parameters; ``0`` is the initial parameters.
+    params : numpy.ndarray
+        The 1-D float64 parameter vector (a fresh, writable copy).
+    state : dict[str, numpy.ndarray]
+        Aggregation-strategy state, e.g. FedAdam moments; empty if the strategy has none.
+    created_at : datetime
+        When the checkpoint was written (UTC, timezone-aware).
+    """
+
+    model_id: str
+    round_number: int
+    params: npt.NDArray[np.float64]
+    state: dict[str, npt.NDArray[np.float64]]
+    created_at: datetime
+
+
+def _check_model_id(model_id: object) -> str:
+    if not isinstance(model_id, str) or not 0 < len(model_id) <= _MAX_MODEL_ID_CHARS:
+        raise ConfigError(
+            "model_id", model_id, f"a non-empty str of at most {_MAX_MODEL_ID_CHARS} characters"
+        )
+    return model_id
+
+
+def _check_round_number(round_number: object) -> int:
+    if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 1:
+        raise ConfigError("round_number", round_number, "an int >= 1")
+    return round_number
+
+
+class Workspace:
+    """Persistent (or in-memory) storage of models, round history and checkpoints.
+
+    Every method raises :class:`~heliosfl.errors.ClosedError` after :meth:`close` and
+    :class:`~heliosfl.errors.ConfigError` for a `model_id` that is not a non-empty str of at
+    most 200 characters; those taking a stored model raise
+    :class:`~heliosfl.errors.ModelNotFound` for an unknown one. A write that raises has
+    written nothing.
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None, optional
+        The SQLite file, created if missing (its directory must exist). ``None`` (the
+        default) keeps everything in memory for the life of this object.
+
+    Raises
+    ------
+    WorkspaceError
+        If the directory is missing, the file is not a heliosfl SQLite database, or it was
+        written by a newer heliosfl (newer schema version).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> with Workspace() as ws:
+    ...     _ = ws.save_model("m", {"model_type": "mlp"}, {}, np.zeros(3))
+    ...     ws.commit_round("m", 1, {"loss": float("nan")}, np.ones(3))
+    ...     ws.rounds("m"), ws.last_round("m")
+    ([{'loss': None}], 1)
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._path = None if path is None else Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = connect(self._path)
+
+    @property
+    def path(self) -> Path | None:
+        """The database file, or ``None`` for an in-memory workspace."""
+        return self._path
+
+    @property
+    def is_persistent(self) -> bool:
+        """Whether the workspace is a file that outlives this object."""
+        return self._path is not None
+
+    def __repr__(self) -> str:
+        where = "in-memory" if self._path is None else repr(str(self._path))
+        closed = ", closed" if self._conn is None else ""
+        return f"Workspace({where}{closed})"
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return "in-memory workspace" if self._path is None else f"workspace {str(self._path)!r}"
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise ClosedError("Workspace")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise WorkspaceError(f"Cannot read the {self._where()}: {exc}.") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and one IMMEDIATE transaction; commit on success, else roll back."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise ClosedError("Workspace")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise WorkspaceError(
+                    f"Cannot write to the {self._where()}: {exc}. Nothing was written."
+                ) from exc
+
+    def _check_next_round(self, conn: sqlite3.Connection, model_id: str, number: int) -> None:
+        model_size(conn, model_id)
+        expected = last_round(conn, model_id) + 1
+        if number != expected:
+            raise WorkspaceError(
+                f"round_number must be {expected}. Found {number}. Model {model_id!r} has "
+                f"committed rounds up to {expected - 1} in the {self._where()}; a round "
+                "counted twice or skipped is refused. Nothing was written."
+            )
+
+    # -- models -------------------------------------------------------------------------
+
+    def save_model(
+        self,
+        model_id: str,
+        spec: Mapping[str, Any],
+        config: Mapping[str, Any],
+        initial_params: npt.ArrayLike,
+    ) -> ModelRecord:
+        """Register a model and store its initial parameters as the round-0 checkpoint.
+
+        The model row and the checkpoint are written in one transaction.
+
+        Parameters
+        ----------
+        model_id : str
+            A name not yet used in this workspace.
+        spec : Mapping[str, Any]
+            JSON description of how to rebuild the model.
+        config : Mapping[str, Any]
+            JSON engine configuration at registration.
+        initial_params : array_like
+            The non-empty 1-D parameter vector; its length fixes the model's size.
+
+        Returns
+        -------
+        ModelRecord
+            The stored record, as :meth:`load_model` will return it.
+
+        Raises
+        ------
+        ConfigError
+            If `spec`, `config` or `initial_params` is malformed.
+        WorkspaceError
+            If a model named `model_id` already exists (history is never overwritten), or
+            the write fails.
+        """
+        _check_model_id(model_id)
+        spec_json, config_json = to_json(spec, "spec"), to_json(config, "config")
+        params = encode_params(initial_params, "initial_params")
+        state_blob, created_at = encode_state(None), now_utc()
+        with self._writing() as conn:
+            exists = conn.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,))
+            if exists.fetchone() is not None:
+                raise WorkspaceError(
+                    f"model_id must be new in the {self._where()}. Found {model_id!r}, which is "
+                    f"already registered with its history. Load it with "
+                    f"load_model({model_id!r}) or choose another id."
+                )
+            conn.execute(
+                "INSERT INTO models (model_id, spec, config, num_params, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (model_id, spec_json, config_json, params[1], created_at),
+            )
+            insert_checkpoint(conn, model_id, 0, params, state_blob, created_at)
+        return ModelRecord(
+            model_id, from_json(spec_json), from_json(config_json), parse_time(created_at)
+        )
+
+    def load_model(self, model_id: str) -> ModelRecord | None:
+        """Return the stored record of `model_id`, or ``None`` if there is none."""
+        _check_model_id(model_id)
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT spec, config, created_at FROM models WHERE model_id = ?", (model_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ModelRecord(model_id, from_json(row[0]), from_json(row[1]), parse_time(row[2]))
+
+    def list_models(self) -> list[str]:
+        """Return the ids of all stored models, in registration order."""
+        with self._reading() as conn:
+            return [row[0] for row in conn.execute("SELECT model_id FROM models ORDER BY rowid")]
+
+    def has_model(self, model_id: str) -> bool:
+        """Return whether a model named `model_id` is stored."""
+        return self.load_model(model_id) is not None
+
+    # -- rounds -------------------------------------------------------------------------
+
+    def commit_round(
+        self,
+        model_id: str,
+        round_number: int,
+        record: Mapping[str, Any],
+        params: npt.ArrayLike,
+        state: Mapping[str, npt.ArrayLike] | None = None,
+    ) -> None:
+        """Store a completed round: its record and its checkpoint, atomically.
+
+        Parameters
+        ----------
+        model_id : str
+            A stored model.
+        round_number : int
+            Must be exactly :meth:`last_round` + 1, so a round is never counted twice or
+            lost.
+        record : Mapping[str, Any]
+            The round's JSON record (non-finite floats are stored as ``null``).
+        params : array_like
+            The parameters after the round: 1-D, as many as the initial parameters.
+        state : Mapping[str, array_like], optional
+            Aggregation-strategy state to restore on resume; float64 arrays of any shape.
+
+        Raises
+        ------
+        ConfigError
+            If `round_number`, `record`, `params` or `state` is malformed.
+        WorkspaceError
+            If `round_number` is not the next round, or the write fails.
+        """
+        _check_model_id(model_id)
+        _check_round_number(round_number)
+        record_json, encoded = to_json(record, "record"), encode_params(params)
+        state_blob, created_at = encode_state(state), now_utc()
+        with self._writing() as conn:
+            self._check_next_round(conn, model_id, round_number)
+            if encoded[1] != (size := model_size(conn, model_id)):
+                raise ConfigError("params", f"{encoded[1]} values", f"{size} values ({model_id!r})")
+            insert_round(
+                conn, model_id, round_number, record_json, succeeded=True, created_at=created_at
+            )
+            insert_checkpoint(conn, model_id, round_number, encoded, state_blob, created_at)
+
+    def record_failed_round(
+        self, model_id: str, round_number: int, record: Mapping[str, Any]
+    ) -> None:
+        """Keep the record of a round attempt that did not change the model.
+
+        A failed attempt (e.g. too few updates for the quorum) has no checkpoint. Several
+        attempts may share a round number; the attempt that finally succeeds is committed
+        with :meth:`commit_round` under the same number.
+
+        Parameters
+        ----------
+        model_id : str
+            A stored model.
+        round_number : int
+            The round that was attempted: :meth:`last_round` + 1.
+        record : Mapping[str, Any]
+            The attempt's JSON record.
+
+        Raises
+        ------
+        ConfigError
+            If `round_number` or `record` is malformed.
+        WorkspaceError
+            If `round_number` is not the next round, or the write fails.
+        """
+        _check_model_id(model_id)
+        _check_round_number(round_number)
+        record_json, created_at = to_json(record, "record"), now_utc()
+        with self._writing() as conn:
+            self._check_next_round(conn, model_id, round_number)
+            insert_round(
+                conn, model_id, round_number, record_json, succeeded=False, created_at=created_at
+            )
+
+    def rounds(self, model_id: str, *, include_failed: bool = False) -> list[dict[str, Any]]:
+        """Return the round records of `model_id`, ordered by round, then attempt.
+
+        Parameters
+        ----------
+        model_id : str
+            A stored model.
+        include_failed : bool, default False
+            Also return the records of failed attempts (see :meth:`record_failed_round`).
+
+        Returns
+        -------
+        list of dict
+            Fresh copies of the stored JSON records (``nan`` reads back as ``None``).
+        """
+        _check_model_id(model_id)
+        only_success = "" if include_failed else "AND succeeded = 1 "
+        with self._reading() as conn:
+            model_size(conn, model_id)
+            rows = conn.execute(
+                f"SELECT record FROM rounds WHERE model_id = ? {only_success}"  # noqa: S608
+                "ORDER BY round_number, attempt",
+                (model_id,),
+            ).fetchall()
+        return [from_json(row[0]) for row in rows]
+
+    def last_round(self, model_id: str) -> int:
+        """Return the last committed round of `model_id`; ``0`` if only the initial one."""
+        _check_model_id(model_id)
+        with self._reading() as conn:
+            model_size(conn, model_id)
+            return last_round(conn, model_id)
+
+    def latest_checkpoint(self, model_id: str) -> Checkpoint:
+        """Return the checkpoint of the last committed round (round 0 if none)."""
+        return self._checkpoint(model_id, None)
+
+    def checkpoint(self, model_id: str, round_number: int) -> Checkpoint:
+        """Return the checkpoint written by round `round_number` (``0``: initial params).
+
+        Raises
+        ------
+        WorkspaceError
+            If that round has no checkpoint.
+        """
+        if isinstance(round_number, bool) or not isinstance(round_number, int):
+            raise ConfigError("round_number", round_number, "an int >= 0")
+        return self._checkpoint(model_id, round_number)
+
+    def _checkpoint(self, model_id: str, round_number: int | None) -> Checkpoint:
+        _check_model_id(model_id)
+        with self._reading() as conn:
+            model_size(conn, model_id)
+            last = last_round(conn, model_id)
+            number = last if round_number is None else round_number
+            found = select_checkpoint(conn, model_id, number)
+        if found is None:
+            raise WorkspaceError(
+                f"round_number must be a committed round of model {model_id!r} (0 to {last}). "
+                f"Found {round_number}."
+            )
+        params, state, created_at = found
+        return Checkpoint(model_id, number, params, state, created_at)
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; later use raises :class:`~heliosfl.errors.ClosedError`.
+
+        Closing twice is harmless. Everything committed is already on disk.
+        """
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Closing a WAL file checkpoints it (disk I/O): keep that off the event loop.
+        await asyncio.to_thread(self.close)
