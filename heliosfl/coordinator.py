@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -49,8 +48,10 @@ from heliosfl.records import (
     RoundStatus,
     StopReason,
 )
+from heliosfl.registry import NodeRegistry
+from heliosfl.rounds import check_update, federated_validation, summarize_round
 from heliosfl.seeding import Stream, rng_for
-from heliosfl.selection import Candidate, select_nodes
+from heliosfl.selection import select_nodes
 from heliosfl.store import Workspace
 from heliosfl.worker import FederatedWorker, TrainContext
 
@@ -59,45 +60,6 @@ __all__ = ["Coordinator"]
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-
-#: Consecutive failed rounds after which a node is marked unavailable.
-MAX_CONSECUTIVE_FAILURES = 3
-
-
-@dataclass(slots=True)
-class _Node:
-    node_id: str
-    num_samples: int
-    available: bool = True
-    rounds_participated: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    last_loss: float | None = None
-    last_accuracy: float | None = None
-    last_duration_secs: float | None = None
-    last_error: str | None = None
-
-    def snapshot(self) -> NodeInfo:
-        return NodeInfo(
-            node_id=self.node_id,
-            num_samples=self.num_samples,
-            available=self.available,
-            rounds_participated=self.rounds_participated,
-            failures=self.failures,
-            consecutive_failures=self.consecutive_failures,
-            last_loss=self.last_loss,
-            last_accuracy=self.last_accuracy,
-            last_duration_secs=self.last_duration_secs,
-            last_error=self.last_error,
-        )
-
-
-def _weighted(values: Sequence[tuple[float | None, float]]) -> float | None:
-    pairs = [(v, w) for v, w in values if v is not None and math.isfinite(v) and w > 0]
-    total = sum(w for _, w in pairs)
-    if not pairs or total <= 0:
-        return None
-    return float(sum(v * w for v, w in pairs) / total)
 
 
 def _now_iso() -> str:
@@ -142,7 +104,7 @@ class Coordinator:
         self._strategy_state = dict(strategy_state or {})
         self._round = current_round
         self._history: list[RoundRecord] = list(history)
-        self._nodes: dict[str, _Node] = {}
+        self._nodes = NodeRegistry()
         self._selection: tuple[int, tuple[str, ...], float, str] | None = None
         self._lock = asyncio.Lock()
         self.is_training = False
@@ -219,19 +181,7 @@ class Coordinator:
             If ``node_id`` is not a non-empty string or ``num_samples`` is not an
             integer >= 0.
         """
-        if not isinstance(node_id, str) or not 1 <= len(node_id) <= 200:
-            raise ConfigError("node_id", node_id, "a string of 1 to 200 characters")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
-            raise ConfigError("num_samples", num_samples, "an integer >= 0")
-        if num_samples < 0:
-            raise ConfigError("num_samples", num_samples, "an integer >= 0")
-        node = self._nodes.get(node_id)
-        if node is None:
-            self._nodes[node_id] = _Node(node_id=node_id, num_samples=int(num_samples))
-        else:
-            node.num_samples = int(num_samples)
-            node.available = True
-            node.consecutive_failures = 0
+        self._nodes.register(node_id, num_samples)
 
     async def unregister_node(self, node_id: str) -> None:
         """Remove a node from the registry (its past rounds stay in the history).
@@ -241,14 +191,12 @@ class Coordinator:
         NodeNotFound
             If no node of that id is registered.
         """
-        if node_id not in self._nodes:
-            raise NodeNotFound(node_id)
-        del self._nodes[node_id]
+        self._nodes.unregister(node_id)
 
     @property
     def nodes(self) -> list[NodeInfo]:
         """Snapshots of the registered nodes, by node id."""
-        return [self._nodes[n].snapshot() for n in sorted(self._nodes)]
+        return self._nodes.snapshots()
 
     async def list_nodes(self) -> list[NodeInfo]:
         """Return snapshots of the registered nodes (node_id, available, rounds, ...)."""
@@ -270,11 +218,7 @@ class Coordinator:
 
     def _select(self) -> list[str]:
         required = self.config.round_config.min_nodes_per_round
-        candidates = [
-            Candidate(node.node_id, node.num_samples, node.last_accuracy)
-            for node in self._nodes.values()
-            if node.available
-        ]
+        candidates = self._nodes.candidates()
         if len(candidates) < required:
             raise InsufficientNodes(required, len(candidates))
         round_number = self._round + 1
@@ -422,31 +366,6 @@ class Coordinator:
         async with self._lock:
             return await self._execute(list(updates), {})
 
-    def _check_update(
-        self, update: object, seen: set[str], selected: tuple[str, ...] | None
-    ) -> str | None:
-        if not isinstance(update, ModelUpdate):
-            return f"not a ModelUpdate ({type(update).__name__})"
-        if update.model_id != self.model_id:
-            return f"update is for model {update.model_id!r}"
-        if update.node_id not in self._nodes:
-            return "node is not registered"
-        if update.node_id in seen:
-            return "duplicate update from this node"
-        if selected is not None and update.node_id not in selected:
-            return "node was not selected for this round"
-        if update.round_number != self._round + 1:
-            return f"stale update: trained for round {update.round_number}, not {self._round + 1}"
-        delta = update.delta
-        if not isinstance(delta, np.ndarray) or delta.shape != self._params.shape:
-            shape = getattr(delta, "shape", type(delta).__name__)
-            return f"delta shape {shape} does not match the model's {self._params.shape}"
-        if not np.issubdtype(delta.dtype, np.floating) or not np.all(np.isfinite(delta)):
-            return "delta holds non-finite or non-float values"
-        if isinstance(update.num_samples, bool) or update.num_samples < 1:
-            return f"num_samples must be >= 1, found {update.num_samples!r}"
-        return None
-
     async def _execute(self, updates: list[ModelUpdate], failures: dict[str, str]) -> RoundRecord:
         round_number = self._round + 1
         selection = (
@@ -460,13 +379,22 @@ class Coordinator:
         accepted: list[ModelUpdate] = []
         seen: set[str] = set()
         for update in updates:
-            reason = self._check_update(update, seen, selected)
+            reason = check_update(
+                update,
+                model_id=self.model_id,
+                round_number=round_number,
+                shape=self._params.shape,
+                registered=self._nodes,
+                seen=seen,
+                selected=selected,
+            )
             node_id = getattr(update, "node_id", "?")
             if reason is None:
                 accepted.append(update)
                 seen.add(update.node_id)
             else:
-                failures[str(node_id)] = f"rejected: {reason}"
+                if str(node_id) not in seen:  # a duplicate does not undo the accepted update
+                    failures[str(node_id)] = f"rejected: {reason}"
                 self._events.publish(
                     NodeFailed(
                         model_id=self.model_id,
@@ -480,15 +408,7 @@ class Coordinator:
                 failures[node_id] = "no update received"
         accepted.sort(key=lambda u: u.node_id)
         required = self.config.round_config.min_nodes_per_round
-        record = RoundRecord(
-            round_number=round_number,
-            selected_nodes=selected if selected is not None else tuple(u.node_id for u in accepted),
-            participating_nodes=tuple(u.node_id for u in accepted),
-            failed_nodes=dict(sorted(failures.items())),
-            aggregated_loss=_weighted([(u.loss, u.num_samples) for u in accepted]),
-            num_samples=sum(u.num_samples for u in accepted),
-            started_at=started_at,
-        )
+        record = summarize_round(round_number, accepted, failures, selected, started_at)
         if len(accepted) < required:
             record = replace(
                 record,
@@ -500,25 +420,14 @@ class Coordinator:
                 self._workspace.record_failed_round, self.model_id, round_number, record.to_dict()
             )
             self._history.append(record)
-            self._note_nodes(accepted, failures, committed=False)
+            self._nodes.note_round(accepted, failures, committed=False)
             error = InsufficientNodes(required, len(accepted), "successful updates")
             self._events.publish(
                 RoundFailed(model_id=self.model_id, record=record, reason=str(error))
             )
             raise error
         new_params, new_state, evaluation = await asyncio.to_thread(self._aggregate, accepted)
-        if evaluation is None:
-            val_loss = _weighted(
-                [(u.metrics.get("val_loss"), u.metrics.get("val_samples", 0.0)) for u in accepted]
-            )
-            val_acc = _weighted(
-                [
-                    (u.metrics.get("val_accuracy"), u.metrics.get("val_samples", 0.0))
-                    for u in accepted
-                ]
-            )
-        else:
-            val_loss, val_acc = evaluation
+        val_loss, val_acc = federated_validation(accepted) if evaluation is None else evaluation
         record = replace(
             record,
             validation_loss=val_loss,
@@ -537,7 +446,7 @@ class Coordinator:
         self._strategy_state = new_state
         self._round = round_number
         self._history.append(record)
-        self._note_nodes(accepted, failures, committed=True)
+        self._nodes.note_round(accepted, failures, committed=True)
         self.stop_reason = check_convergence(self._history, self.config.round_config)
         self._events.publish(RoundCompleted(model_id=self.model_id, record=record))
         return record
@@ -562,34 +471,6 @@ class Coordinator:
             figures = self.model.evaluate(new_params, data.X, data.y)
             evaluation = (float(figures["loss"]), float(figures["accuracy"]))
         return new_params, new_state, evaluation
-
-    def _note_nodes(
-        self, accepted: list[ModelUpdate], failures: Mapping[str, str], *, committed: bool
-    ) -> None:
-        for update in accepted:
-            node = self._nodes.get(update.node_id)
-            if node is None:
-                continue
-            if committed:
-                node.rounds_participated += 1
-            node.consecutive_failures = 0
-            node.last_loss = update.loss
-            node.last_accuracy = update.metrics.get("val_accuracy", node.last_accuracy)
-            node.last_duration_secs = update.duration_secs
-        for node_id, reason in failures.items():
-            failed = self._nodes.get(node_id)
-            if failed is None:
-                continue
-            failed.failures += 1
-            failed.consecutive_failures += 1
-            failed.last_error = reason
-            if failed.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and failed.available:
-                failed.available = False
-                logger.warning(
-                    "node %s marked unavailable after %d consecutive failures",
-                    node_id,
-                    failed.consecutive_failures,
-                )
 
     def __repr__(self) -> str:
         return (

@@ -159,7 +159,9 @@ def local_sgd(
     w = np.array(check_params(model, params), dtype=np.float64, copy=True)
     w0 = w.copy() if anchor is None else check_params(model, anchor, field="anchor")
 
-    if isinstance(model, _NumpyModel):
+    # Built-in models validate X and y once here, not per batch, unless a subclass
+    # overrides loss_and_grad (then its override must run).
+    if isinstance(model, _NumpyModel) and (type(model).loss_and_grad is _NumpyModel.loss_and_grad):
         X_arr, y_arr = model.check_xy(X, y)
         loss_and_grad = model._loss_and_grad  # validated once here, not per batch
     else:

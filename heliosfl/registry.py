@@ -1,0 +1,144 @@
+"""The node registry of a coordinator: who is registered, available, and how they fared."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from heliosfl.errors import ConfigError, NodeNotFound
+from heliosfl.records import ModelUpdate, NodeInfo
+from heliosfl.selection import Candidate
+
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "NodeRegistry"]
+
+logger = logging.getLogger(__name__)
+
+#: Consecutive failed rounds after which a node is marked unavailable.
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+@dataclass(slots=True)
+class _Node:
+    node_id: str
+    num_samples: int
+    available: bool = True
+    rounds_participated: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_loss: float | None = None
+    last_accuracy: float | None = None
+    last_duration_secs: float | None = None
+    last_error: str | None = None
+
+    def snapshot(self) -> NodeInfo:
+        return NodeInfo(
+            node_id=self.node_id,
+            num_samples=self.num_samples,
+            available=self.available,
+            rounds_participated=self.rounds_participated,
+            failures=self.failures,
+            consecutive_failures=self.consecutive_failures,
+            last_loss=self.last_loss,
+            last_accuracy=self.last_accuracy,
+            last_duration_secs=self.last_duration_secs,
+            last_error=self.last_error,
+        )
+
+
+class NodeRegistry:
+    """Registered nodes with their availability and per-node figures.
+
+    A node that fails ``MAX_CONSECUTIVE_FAILURES`` rounds in a row is marked unavailable
+    and no longer selected; registering it again re-admits it (the guide's recovery path).
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, _Node] = {}
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._nodes))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def register(self, node_id: str, num_samples: int) -> None:
+        """Add a node, or update its sample count and make it available again.
+
+        Raises
+        ------
+        ConfigError
+            If ``node_id`` is not a string of 1 to 200 characters or ``num_samples`` is
+            not an integer >= 0.
+        """
+        if not isinstance(node_id, str) or not 1 <= len(node_id) <= 200:
+            raise ConfigError("node_id", node_id, "a string of 1 to 200 characters")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+            raise ConfigError("num_samples", num_samples, "an integer >= 0")
+        if num_samples < 0:
+            raise ConfigError("num_samples", num_samples, "an integer >= 0")
+        node = self._nodes.get(node_id)
+        if node is None:
+            self._nodes[node_id] = _Node(node_id=node_id, num_samples=int(num_samples))
+        else:
+            node.num_samples = int(num_samples)
+            node.available = True
+            node.consecutive_failures = 0
+
+    def unregister(self, node_id: str) -> None:
+        """Remove a node.
+
+        Raises
+        ------
+        NodeNotFound
+            If it is not registered.
+        """
+        if node_id not in self._nodes:
+            raise NodeNotFound(node_id)
+        del self._nodes[node_id]
+
+    def snapshots(self) -> list[NodeInfo]:
+        """Snapshots of every node, by node id."""
+        return [self._nodes[n].snapshot() for n in sorted(self._nodes)]
+
+    def candidates(self) -> list[Candidate]:
+        """The available nodes, as selection sees them."""
+        return [
+            Candidate(node.node_id, node.num_samples, node.last_accuracy)
+            for node in self._nodes.values()
+            if node.available
+        ]
+
+    def note_round(
+        self, accepted: Iterable[ModelUpdate], failures: Mapping[str, str], *, committed: bool
+    ) -> None:
+        """Record who contributed and who failed in a round attempt."""
+        for update in accepted:
+            node = self._nodes.get(update.node_id)
+            if node is None:
+                continue
+            if committed:
+                node.rounds_participated += 1
+            node.consecutive_failures = 0
+            node.last_loss = update.loss
+            node.last_accuracy = update.metrics.get("val_accuracy", node.last_accuracy)
+            node.last_duration_secs = update.duration_secs
+        for node_id, reason in failures.items():
+            failed = self._nodes.get(node_id)
+            if failed is None:
+                continue
+            failed.failures += 1
+            failed.consecutive_failures += 1
+            failed.last_error = reason
+            if failed.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and failed.available:
+                failed.available = False
+                logger.warning(
+                    "node %s marked unavailable after %d consecutive failures",
+                    node_id,
+                    failed.consecutive_failures,
+                )

@@ -1,0 +1,121 @@
+"""Pure helpers of a round: checking an update, and the round's summary figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
+
+from heliosfl.records import ModelUpdate, RoundRecord
+
+__all__ = [
+    "check_update",
+    "federated_validation",
+    "summarize_round",
+    "weighted_figure",
+]
+
+
+def weighted_figure(values: Sequence[tuple[float | None, float]]) -> float | None:
+    """Weighted mean of ``(value, weight)`` pairs, skipping missing or non-finite values.
+
+    Returns ``None`` when nothing is left to average.
+    """
+    pairs = [(v, w) for v, w in values if v is not None and math.isfinite(v) and w > 0]
+    total = sum(w for _, w in pairs)
+    if not pairs or total <= 0:
+        return None
+    return float(sum(v * w for v, w in pairs) / total)
+
+
+def check_update(
+    update: object,
+    *,
+    model_id: str,
+    round_number: int,
+    shape: tuple[int, ...],
+    registered: Collection[str],
+    seen: Collection[str],
+    selected: Collection[str] | None,
+) -> str | None:
+    """Return why ``update`` must be rejected from this round, or ``None`` if it is good.
+
+    Parameters
+    ----------
+    update : object
+        What a node returned.
+    model_id : str
+        The model of the round.
+    round_number : int
+        The round being executed.
+    shape : tuple of int
+        The shape of the model's parameter vector.
+    registered : collection of str
+        Registered node ids.
+    seen : collection of str
+        Nodes whose update was already accepted in this round.
+    selected : collection of str or None
+        The nodes selected for this round (``None``: no selection was made).
+    """
+    if not isinstance(update, ModelUpdate):
+        return f"not a ModelUpdate ({type(update).__name__})"
+    if update.model_id != model_id:
+        return f"update is for model {update.model_id!r}"
+    if update.node_id not in registered:
+        return "node is not registered"
+    if update.node_id in seen:
+        return "duplicate update from this node"
+    if selected is not None and update.node_id not in selected:
+        return "node was not selected for this round"
+    if update.round_number != round_number:
+        return f"stale update: trained for round {update.round_number}, not {round_number}"
+    delta = update.delta
+    if not isinstance(delta, np.ndarray) or delta.shape != shape:
+        found = getattr(delta, "shape", type(delta).__name__)
+        return f"delta shape {found} does not match the model's {shape}"
+    if not np.issubdtype(delta.dtype, np.floating) or not np.all(np.isfinite(delta)):
+        return "delta holds non-finite or non-float values"
+    count = update.num_samples
+    if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+        return f"num_samples must be an integer >= 1, found {count!r}"
+    return None
+
+
+def summarize_round(
+    round_number: int,
+    accepted: Sequence[ModelUpdate],
+    failures: Mapping[str, str],
+    selected: Sequence[str] | None,
+    started_at: str,
+) -> RoundRecord:
+    """The record of a round attempt before aggregation (figures of the accepted updates).
+
+    ``accepted`` must be in node-id order; ``aggregated_loss`` is the sample-weighted
+    mean of their local training losses.
+    """
+    participants = tuple(u.node_id for u in accepted)
+    return RoundRecord(
+        round_number=round_number,
+        selected_nodes=participants if selected is None else tuple(selected),
+        participating_nodes=participants,
+        failed_nodes=dict(sorted(failures.items())),
+        aggregated_loss=weighted_figure([(u.loss, u.num_samples) for u in accepted]),
+        num_samples=sum(u.num_samples for u in accepted),
+        started_at=started_at,
+    )
+
+
+def federated_validation(accepted: Sequence[ModelUpdate]) -> tuple[float | None, float | None]:
+    """Validation loss and accuracy pooled over the participants' own validation splits.
+
+    Used when the coordinator has no validation data: each participant reports the figures
+    of its locally trained model on its validation split, weighted by the split's size.
+    """
+    loss = weighted_figure(
+        [(u.metrics.get("val_loss"), u.metrics.get("val_samples", 0.0)) for u in accepted]
+    )
+    accuracy = weighted_figure(
+        [(u.metrics.get("val_accuracy"), u.metrics.get("val_samples", 0.0)) for u in accepted]
+    )
+    return loss, accuracy
