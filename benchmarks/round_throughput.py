@@ -11,6 +11,9 @@ batches and steps, a validation pass on the node's split, then the sample-weight
 and the global evaluation. Both run in this process, interleaved, and the figures are
 medians over rounds. Prints one JSON line.
 
+The engine runs twice: with its default backend (one lane) and with two lanes.
+``same_result`` says whether both ended with bit-identical parameters to the reference.
+
 Usage: python benchmarks/round_throughput.py [--nodes 100] [--rounds 20] [--hidden 128 48]
 """
 
@@ -97,7 +100,7 @@ def reference_round(params, nodes, test, dims, *, seed, round_number, lr, batch_
     return new
 
 
-async def run_both(nodes, test, hidden, rounds, lr, batch_size, seed):
+async def run_both(nodes, test, hidden, rounds, lr, batch_size, seed, max_workers):
     """Alternate one engine round and one reference round, timing each."""
     config = fl.Config(
         round_config=fl.RoundConfig(
@@ -111,7 +114,7 @@ async def run_both(nodes, test, hidden, rounds, lr, batch_size, seed):
     )
     dims = [nodes[0].num_features, *hidden, 2]
     times, reference_times = [], []
-    async with fl.FederatedLearningEngine(config) as engine:
+    async with fl.FederatedLearningEngine(config, max_workers=max_workers) as engine:
         model = await engine.register_model(
             "bench",
             "deep_neural_network",
@@ -151,9 +154,16 @@ def main() -> None:
         num_sites=args.nodes, samples_per_site=100, num_features=30, num_classes=2, seed=args.seed
     )
     engine_times, reference_times, engine_final, params, num_params, accuracy = asyncio.run(
-        run_both(nodes, test, tuple(args.hidden), args.rounds, lr, batch_size, args.seed)
+        run_both(nodes, test, tuple(args.hidden), args.rounds, lr, batch_size, args.seed, None)
     )
+    # The same with two lanes (threads): on 2 cores, small numpy work mostly takes turns
+    # for the GIL, so this shows what a second lane costs or gains.
+    single_times, single_reference, single_final, _, _, _ = asyncio.run(
+        run_both(nodes, test, tuple(args.hidden), args.rounds, lr, batch_size, args.seed, 2)
+    )
+    reference_times += single_reference
     engine_med = statistics.median(engine_times)
+    single_med = statistics.median(single_times)
     ref_med = statistics.median(reference_times)
     print(
         json.dumps(
@@ -165,7 +175,11 @@ def main() -> None:
                 "engine_secs_per_round": round(engine_med, 5),
                 "numpy_loop_secs_per_round": round(ref_med, 5),
                 "ratio": round(engine_med / ref_med, 3),
-                "same_result": bool(np.allclose(engine_final, params, rtol=1e-9, atol=1e-12)),
+                "engine_2lanes_secs_per_round": round(single_med, 5),
+                "ratio_2lanes": round(single_med / ref_med, 3),
+                "same_result": bool(
+                    np.array_equal(engine_final, params) and np.array_equal(single_final, params)
+                ),
                 "max_abs_param_diff": float(np.max(np.abs(engine_final - params))),
                 "engine_best_accuracy": accuracy,
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -1,16 +1,17 @@
 """Simulated node faults: crashes, hangs and slow nodes, drawn from a seeded generator.
 
 A fault is a property of a simulated worker (``engine.create_worker(cfg, data=...,
-fault=NodeFault(...))``). Each round the worker draws from its own random stream (separate
-from training's, so faults never change what a healthy node computes) whether it crashes,
-hangs, or is delayed. A hang waits on the node's stop flag, so the round's timeout ends it
-the way it ends a real stuck node's wait.
+fault=NodeFault(...))``). Each round the worker draws a :class:`FaultPlan` from its own
+random stream (separate from training's, so faults never change what a healthy node
+computes): whether it crashes half-way through local training, and how much latency its
+answer has. Latency, a hang included, is simulated on the event loop, not by blocking a
+thread: many nodes can be slow or hang at once, as on a real network, and a hang ends
+when the coordinator's timeout does.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from heliosfl.errors import ConfigError
 
-__all__ = ["NodeFault", "SimulatedCrash"]
+__all__ = ["FaultPlan", "NodeFault", "SimulatedCrash"]
 
 
 class SimulatedCrash(RuntimeError):
@@ -82,25 +83,38 @@ class NodeFault:
         """A node that hangs every round."""
         return cls(hang_probability=1.0, hang_secs=secs)
 
-    def apply(self, rng: np.random.Generator, stop: threading.Event) -> None:
-        """Act out this round's fault in the node's thread.
+    def plan(self, rng: np.random.Generator) -> FaultPlan:
+        """Draw this round's plan from the node's fault stream.
 
         Parameters
         ----------
         rng : numpy.random.Generator
             The node's fault stream for this round.
-        stop : threading.Event
-            Set by the coordinator when the node's time is up.
 
-        Raises
-        ------
-        SimulatedCrash
-            If the node crashes this round.
+        Returns
+        -------
+        FaultPlan
+            Whether the node crashes, and the latency of its answer (``inf`` for a hang
+            that lasts until the timeout).
         """
         crash, hang = rng.random(2)
-        if self.delay_secs > 0:
-            stop.wait(self.delay_secs)
+        latency = self.delay_secs
         if hang < self.hang_probability:
-            stop.wait(None if math.isinf(self.hang_secs) else self.hang_secs)
-        if crash < self.crash_probability:
-            raise SimulatedCrash("simulated crash during local training")
+            latency += self.hang_secs
+        return FaultPlan(crash=bool(crash < self.crash_probability), latency_secs=latency)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What a node does wrong in one round.
+
+    Attributes
+    ----------
+    crash : bool
+        Local training raises :class:`SimulatedCrash` half-way through its mini-batches.
+    latency_secs : float
+        Time added to the node's answer (>= 0; ``inf``: it never answers).
+    """
+
+    crash: bool = False
+    latency_secs: float = 0.0

@@ -75,10 +75,12 @@ def weighted_mean(deltas: Sequence[FloatArray], weights: Sequence[float]) -> Flo
         raise ConfigError("weights", w.tolist(), "finite, non-negative numbers with a positive sum")
     shape = np.shape(deltas[0])
     acc = np.zeros(shape, dtype=np.float64)
+    scaled = np.empty(shape, dtype=np.float64)
     for delta, weight in zip(deltas, w, strict=True):
         if np.shape(delta) != shape:
             raise ConfigError("update shape", np.shape(delta), f"{shape}, like the first update")
-        acc += weight * delta
+        np.multiply(delta, weight, out=scaled)
+        acc += scaled
     acc /= w.sum()
     return acc
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,11 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from heliosfl.backends.base import Backend
+from heliosfl.backends.base import Backend, CallAbandoned, StopFlag
 from heliosfl.config import WorkerConfig
 from heliosfl.data import NodeData
 from heliosfl.errors import NodeFailure
-from heliosfl.faults import NodeFault
+from heliosfl.faults import FaultPlan, NodeFault, SimulatedCrash
 from heliosfl.models import Model, TrainingStopped, local_sgd
 from heliosfl.records import ModelUpdate
 from heliosfl.seeding import Stream, rng_for
@@ -24,7 +25,7 @@ from heliosfl.seeding import Stream, rng_for
 if TYPE_CHECKING:
     from heliosfl.coordinator import Coordinator
 
-__all__ = ["FederatedWorker", "TrainContext"]
+__all__ = ["FederatedWorker", "NodeJob", "TrainContext", "failure_reason"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +57,25 @@ class TrainContext:
     seed: int
     learning_rate: float
     prox_mu: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeJob:
+    """One node's work for one round.
+
+    Attributes
+    ----------
+    call : callable
+        Runs local training synchronously and returns the :class:`ModelUpdate`.
+    stop : StopFlag
+        Set when the node's time is up; training checks it between mini-batches.
+    latency_secs : float
+        Simulated latency of the answer (0 for a healthy node; ``inf`` for a hang).
+    """
+
+    call: Callable[[], ModelUpdate]
+    stop: StopFlag
+    latency_secs: float = 0.0
 
 
 class FederatedWorker:
@@ -131,33 +151,55 @@ class FederatedWorker:
     async def train(self, context: TrainContext) -> ModelUpdate:
         """Train for ``context`` on the backend; cancelling the await stops the training.
 
+        A simulated latency (see :mod:`heliosfl.faults`) delays the answer; a hang never
+        answers, so the caller's timeout ends it.
+
         Raises
         ------
         NodeFailure
             If local training raised or was stopped.
         """
-        stop = threading.Event()
+        job = self.job(context)
+        handle = self._backend.submit_many([job.call], stops=[job.stop])[0]
         try:
-            return await self._backend.run(self._train_sync, context, stop)
+            update = await handle.result
+            await self.deliver(job)
         except asyncio.CancelledError:
-            stop.set()
+            job.stop.set()
             raise
-        except NodeFailure:
-            raise
-        except TrainingStopped:
-            raise NodeFailure(self.node_id, "stopped before finishing") from None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            raise NodeFailure(self.node_id, reason) from exc
+            raise NodeFailure(self.node_id, failure_reason(exc, job.stop)[0]) from exc
+        return update
 
-    def _train_sync(self, context: TrainContext, stop: threading.Event) -> ModelUpdate:
-        started = time.perf_counter()
+    def job(self, context: TrainContext) -> NodeJob:
+        """The node's work for one round: the training call, its stop flag, its latency.
+
+        The coordinator hands the calls of a whole round to the backend at once.
+        """
+        plan = FaultPlan()
         if self.fault is not None:
-            fault_rng = rng_for(
+            rng = rng_for(
                 context.seed, Stream.FAULTS, context.model_id, context.round_number, self.node_id
             )
-            self.fault.apply(fault_rng, stop)
-        if stop.is_set():
+            plan = self.fault.plan(rng)
+        stop = StopFlag()
+        call = functools.partial(self._train_sync, context, stop, plan.crash)
+        return NodeJob(call=call, stop=stop, latency_secs=plan.latency_secs)
+
+    @staticmethod
+    async def deliver(job: NodeJob) -> None:
+        """Wait out the job's simulated latency (forever for a hang)."""
+        if job.latency_secs <= 0:
+            return
+        if math.isinf(job.latency_secs):
+            await asyncio.Event().wait()
+        await asyncio.sleep(job.latency_secs)
+
+    def _train_sync(
+        self, context: TrainContext, stop: StopFlag, crash: bool = False
+    ) -> ModelUpdate:
+        started = time.perf_counter()
+        if stop.is_set():  # stopped before a thread was free
             raise TrainingStopped
         data = self.data
         if data is None or len(data) == 0:
@@ -166,6 +208,9 @@ class FederatedWorker:
             context.seed, Stream.TRAINING, context.model_id, context.round_number, self.node_id
         )
         lr = self.config.learning_rate
+        should_stop: Callable[[], bool] = stop.is_set
+        if crash:
+            should_stop = _crash_half_way(stop, len(data), self.config)
         result = local_sgd(
             context.model,
             context.params,
@@ -177,7 +222,7 @@ class FederatedWorker:
             rng=rng,
             prox_mu=context.prox_mu,
             anchor=context.params,
-            stop=stop.is_set,
+            stop=should_stop,
         )
         metrics: dict[str, float] = {}
         if data.X_val is not None and data.y_val is not None and len(data.y_val) > 0:
@@ -200,3 +245,41 @@ class FederatedWorker:
 
     def __repr__(self) -> str:
         return f"FederatedWorker(node_id={self.node_id!r}, num_samples={self.num_samples})"
+
+
+def _crash_half_way(stop: StopFlag, rows: int, config: WorkerConfig) -> Callable[[], bool]:
+    """A stop check that raises SimulatedCrash before the middle mini-batch."""
+    batches = config.local_epochs * math.ceil(rows / config.batch_size)
+    remaining = [batches // 2]
+
+    def check() -> bool:
+        if remaining[0] <= 0:
+            raise SimulatedCrash("simulated crash during local training")
+        remaining[0] -= 1
+        return stop.is_set()
+
+    return check
+
+
+def failure_reason(error: BaseException, stop: StopFlag) -> tuple[str, bool]:
+    """Why a node's training call failed, and whether that was a timeout.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the call raised (or :class:`CallAbandoned` from the backend).
+    stop : StopFlag
+        The call's stop flag (an expired deadline means the node ran out of time).
+
+    Returns
+    -------
+    tuple of (str, bool)
+        A reason for the round record and ``True`` for a timeout.
+    """
+    if isinstance(error, CallAbandoned) or (isinstance(error, TrainingStopped) and stop.expired):
+        return "", True
+    if isinstance(error, TrainingStopped):
+        return "stopped before finishing", False
+    if isinstance(error, NodeFailure):
+        return error.reason, False
+    return f"{type(error).__name__}: {error}", False

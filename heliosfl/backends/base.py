@@ -1,15 +1,88 @@
-"""The backend protocol: run a synchronous function somewhere, await its result."""
+"""The backend protocol: run synchronous calls somewhere, await their results.
+
+A call's *own time* runs from the moment it starts running (not from when it was
+submitted: waiting for a free thread is an artefact of simulating many nodes on few
+cores) and is bounded by its budget. Calls stop cooperatively: they check their
+:class:`StopFlag` between steps; a backend abandons a call that overruns its budget
+anyway, so the caller is never held up by code that ignores its flag.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from heliosfl.errors import ConfigError
 
-__all__ = ["Backend", "make_backend"]
+__all__ = ["Backend", "CallAbandoned", "JobHandle", "StopFlag", "make_backend"]
 
 T = TypeVar("T")
+
+
+class CallAbandoned(TimeoutError):
+    """A call ran past its budget without stopping; its result will be ignored."""
+
+
+class StopFlag:
+    """A cooperative stop signal with an optional deadline on the call's own time.
+
+    ``is_set()`` turns true when :meth:`set` was called or when the deadline armed by the
+    backend (at the moment the call starts) has passed. Cheap to create and to check:
+    it is consulted before every mini-batch.
+    """
+
+    __slots__ = ("_set", "deadline")
+
+    def __init__(self) -> None:
+        self._set = False
+        self.deadline = math.inf
+
+    def set(self) -> None:
+        """Ask the call to stop at its next check."""
+        self._set = True
+
+    def arm(self, budget_secs: float) -> None:
+        """Start the call's clock: it should stop ``budget_secs`` from now."""
+        self.deadline = time.monotonic() + budget_secs
+
+    @property
+    def expired(self) -> bool:
+        """True once the armed deadline has passed."""
+        return time.monotonic() > self.deadline
+
+    def is_set(self) -> bool:
+        """True if the call should stop now (asked to, or out of time)."""
+        return self._set or time.monotonic() > self.deadline
+
+
+@dataclass(eq=False)
+class JobHandle(Generic[T]):
+    """One submitted call.
+
+    Attributes
+    ----------
+    result : asyncio.Future
+        Resolved with the call's return value or exception (:class:`CallAbandoned` if
+        the call overran its budget and was left behind).
+    started_at, finished_at : float or None
+        ``time.monotonic()`` when the call started and ended.
+    """
+
+    result: asyncio.Future[T]
+    call: Callable[[], T] = field(repr=False)
+    stop: StopFlag | None = None
+    budget_secs: float = math.inf
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while a thread is executing the call."""
+        return self.started_at is not None and self.finished_at is None
 
 
 @runtime_checkable
@@ -25,6 +98,21 @@ class Backend(Protocol):
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` and return its result (or raise its exception)."""
+        ...
+
+    def submit_many(
+        self,
+        calls: Sequence[Callable[[], T]],
+        *,
+        stops: Sequence[StopFlag] | None = None,
+        budgets_secs: Sequence[float] | None = None,
+    ) -> list[JobHandle[T]]:
+        """Start every call and return one handle per call, in order.
+
+        Called on the loop's thread. ``stops[i]`` is armed with ``budgets_secs[i]`` when
+        call ``i`` starts; a call still running ``budgets_secs[i]`` after it started (plus
+        a short grace) is abandoned: its ``result`` fails with :class:`CallAbandoned`.
+        """
         ...
 
     def close(self) -> None:

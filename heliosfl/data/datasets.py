@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.datasets import load_breast_cancer, load_digits
 
 from heliosfl.data.nodedata import (
     Described,
@@ -64,10 +63,12 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
 )
 """The bundled datasets by name (read-only)."""
 
-_LOADERS: Mapping[str, Callable[..., Any]] = {
-    "breast_cancer": load_breast_cancer,
-    "digits": load_digits,
-}
+
+def _loader(name: str) -> Callable[..., Any]:
+    """scikit-learn's bundled loader (imported on first use: it is slow to import)."""
+    from sklearn import datasets
+
+    return getattr(datasets, f"load_{name}")  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -213,7 +214,7 @@ def load_dataset(
     if not isinstance(standardize, bool):
         raise ConfigError("standardize", standardize, "True or False")
 
-    features, labels = _LOADERS[name](return_X_y=True)
+    features, labels = _loader(name)(return_X_y=True)
     X = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     digits = np.char.zfill(np.arange(y.shape[0]).astype(np.str_), 6)

@@ -140,21 +140,24 @@ def check_params(model: Model, params: object, *, field: str = "params") -> Floa
         expected and the found length) or holds NaN or Inf.
     """
     expected = model.num_params
-    allowed = (
-        f"a 1-D vector of {expected} float values for this architecture "
-        f"({describe_architecture(model.to_spec())})"
-    )
+
+    def allowed() -> str:  # built only for a message: to_spec() is not free
+        return (
+            f"a 1-D vector of {expected} float values for this architecture "
+            f"({describe_architecture(model.to_spec())})"
+        )
+
     try:
         array = np.asarray(params, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ConfigError(field, params, allowed) from None
+        raise ConfigError(field, params, allowed()) from None
     if array.ndim != 1:
-        raise ConfigError(field, _Found(f"an array of shape {array.shape}"), allowed)
+        raise ConfigError(field, _Found(f"an array of shape {array.shape}"), allowed())
     if array.shape[0] != expected:
         raise ConfigError(
             field,
             _Found(f"length {array.shape[0]}"),
-            allowed,
+            allowed(),
             "Pass None to draw initial parameters from the seed, or use model.init_params(seed).",
         )
     if not np.isfinite(array).all():
