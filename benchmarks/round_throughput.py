@@ -145,7 +145,7 @@ async def run_both(nodes, test, hidden, rounds, lr, batch_size, seed, max_worker
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 48])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

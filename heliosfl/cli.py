@@ -88,6 +88,7 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     crashing = {3, 41, 77}
     flaky = {10, 20, 30, 60}
+    slow = {50, 51}
     hanging = set(range(90, 90 + args.hanging))
     async with fl.FederatedLearningEngine(config) as engine:
         model = await engine.register_model(
@@ -106,6 +107,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 fault = fl.NodeFault.crash()
             elif i in flaky:
                 fault = fl.NodeFault(crash_probability=0.2)
+            elif i in slow:
+                fault = fl.NodeFault(delay_secs=0.05)
             elif i in hanging:
                 fault = fl.NodeFault(hang_probability=0.1)
             wc = fl.WorkerConfig(node_id=f"prod_node_{i:03d}", local_epochs=1, batch_size=32)
@@ -116,7 +119,9 @@ async def _demo(args: argparse.Namespace) -> int:
         print("All nodes deployed successfully")
         print(
             f"Failing on purpose: {len(crashing)} nodes crash every round, {len(flaky)} crash "
-            f"20% of rounds, {len(hanging)} hang 10% of rounds (cut off at {args.timeout:g} s)"
+            f"in 20% of rounds, {len(slow)} answer 50 ms late, {len(hanging)} hang in 10% of "
+            f"rounds (each hang is cut off at the {args.timeout:g} s timeout; try "
+            "--hanging 3 --timeout 0.5)"
         )
         remove = engine.events.add_listener(_print_round)
         try:
@@ -152,7 +157,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         aggregation_strategy=fl.AggregationStrategy(args.strategy),
         round_config=fl.RoundConfig(
             max_rounds=args.rounds,
-            min_nodes_per_round=min(args.min_nodes, args.k or args.nodes),
+            min_nodes_per_round=args.min_nodes,
             selection_strategy=selection,
             learning_rate=args.learning_rate,
             target_accuracy=args.target_accuracy,

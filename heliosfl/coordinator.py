@@ -11,7 +11,6 @@ publish events. A round without quorum leaves the model unchanged and raises
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from heliosfl.backends.base import Backend
 from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
 from heliosfl.data import NodeData
+from heliosfl.dispatch import RoundDispatch
 from heliosfl.errors import (
     ConfigError,
     FederatedLearningError,
@@ -34,7 +34,6 @@ from heliosfl.errors import (
 from heliosfl.events import (
     EventBus,
     NodeFailed,
-    NodeFinished,
     RoundCompleted,
     RoundFailed,
     RoundStarted,
@@ -53,7 +52,7 @@ from heliosfl.rounds import check_update, federated_validation, summarize_round
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
 from heliosfl.store import Workspace
-from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
+from heliosfl.worker import FederatedWorker, TrainContext
 
 __all__ = ["Coordinator"]
 
@@ -295,109 +294,16 @@ class Coordinator:
                     selected_nodes=tuple(selected),
                 )
             )
-            outcomes = await self._train_selected(selected, context)
+            outcomes = await RoundDispatch(
+                model_id=self.model_id,
+                round_number=context.round_number,
+                timeout_secs=self.config.round_config.node_timeout_secs,
+                backend=self._backend,
+                events=self._events,
+            ).run(selected, self._workers, context)
             updates = [o for o in outcomes.values() if isinstance(o, ModelUpdate)]
             failures = {n: o for n, o in outcomes.items() if isinstance(o, str)}
             return await self._execute(updates, failures)
-
-    async def _train_selected(
-        self, selected: Sequence[str], context: TrainContext
-    ) -> dict[str, ModelUpdate | str]:
-        """Train the selected nodes; each outcome is an update or a failure reason."""
-        round_number = context.round_number
-        timeout = self.config.round_config.node_timeout_secs
-        started = time.monotonic()
-        outcomes: dict[str, ModelUpdate | str] = {}
-        jobs: dict[str, NodeJob] = {}
-        for node_id in selected:
-            worker = self._workers.get(node_id)
-            if worker is None:
-                outcomes[node_id] = "no worker for this node (call engine.create_worker first)"
-            else:
-                jobs[node_id] = worker.job(context)
-        runnable = [n for n, job in jobs.items() if job.latency_secs < timeout]
-        handles = self._backend.submit_many(
-            [jobs[n].call for n in runnable],
-            stops=[jobs[n].stop for n in runnable],
-            budgets_secs=[timeout - jobs[n].latency_secs for n in runnable],
-        )
-        for node_id, handle in zip(runnable, handles, strict=True):
-            handle.result.add_done_callback(
-                functools.partial(self._settle, outcomes, node_id, jobs[node_id], round_number)
-            )
-        try:
-            if handles:
-                await asyncio.wait([h.result for h in handles])
-            # Simulated latency: each answer arrives latency_secs after its training ended;
-            # a node that never answers is given up at the timeout.
-            arrivals = [
-                h.finished_at + jobs[n].latency_secs
-                for n, h in zip(runnable, handles, strict=True)
-                if isinstance(outcomes.get(n), ModelUpdate) and h.finished_at is not None
-            ]
-            if len(runnable) < len(jobs):
-                arrivals.append(started + timeout)
-            wait = max(arrivals, default=0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        except asyncio.CancelledError:
-            for job in jobs.values():
-                job.stop.set()
-            raise
-        for node_id in jobs:
-            if node_id not in outcomes:  # its latency alone reached the timeout
-                self._settle(outcomes, node_id, jobs[node_id], round_number, None)
-        for node_id in selected:
-            outcome = outcomes[node_id]
-            if isinstance(outcome, str) and node_id not in jobs:
-                self._publish_failure(node_id, round_number, outcome, timed_out=False)
-        return {n: outcomes[n] for n in selected}
-
-    def _settle(
-        self,
-        outcomes: dict[str, ModelUpdate | str],
-        node_id: str,
-        job: NodeJob,
-        round_number: int,
-        future: asyncio.Future[ModelUpdate] | None,
-    ) -> None:
-        """Record one node's outcome and publish its event (on the loop)."""
-        timeout = self.config.round_config.node_timeout_secs
-        if future is None or future.cancelled():
-            reason, timed_out = "", True
-        elif (error := future.exception()) is not None:
-            reason, timed_out = failure_reason(error, job.stop)
-        else:
-            update = future.result()
-            outcomes[node_id] = update
-            self._events.publish(
-                NodeFinished(
-                    model_id=self.model_id,
-                    round_number=round_number,
-                    node_id=node_id,
-                    loss=update.loss,
-                    num_samples=update.num_samples,
-                    duration_secs=update.duration_secs,
-                )
-            )
-            return
-        if timed_out:
-            reason = f"timeout: no update within {timeout:g} s"
-        outcomes[node_id] = reason
-        self._publish_failure(node_id, round_number, reason, timed_out=timed_out)
-
-    def _publish_failure(
-        self, node_id: str, round_number: int, reason: str, *, timed_out: bool
-    ) -> None:
-        self._events.publish(
-            NodeFailed(
-                model_id=self.model_id,
-                round_number=round_number,
-                node_id=node_id,
-                reason=reason,
-                timed_out=timed_out,
-            )
-        )
 
     async def execute_round(self, updates: Sequence[ModelUpdate]) -> RoundRecord:
         """Aggregate the updates of the current round and commit the new model.

@@ -1,0 +1,174 @@
+"""Running the nodes of one round on the backend, each within its own time budget.
+
+A node gets ``node_timeout_secs`` of its *own* time: its local training, from the moment a
+thread starts it (waiting for a free thread is an artefact of simulating many nodes on
+few cores, so it does not count), plus the simulated latency of its answer. A node whose
+latency alone reaches the timeout is not run at all, and the round gives up on it at the
+timeout, so a hang costs the round at most the timeout. Outcomes are published as events
+as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Mapping, Sequence
+
+from heliosfl.backends.base import Backend
+from heliosfl.events import EventBus, NodeFailed, NodeFinished
+from heliosfl.records import ModelUpdate
+from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
+
+__all__ = ["RoundDispatch"]
+
+
+class RoundDispatch:
+    """Runs the selected nodes of one round and collects their outcomes.
+
+    Parameters
+    ----------
+    model_id : str
+        The model.
+    round_number : int
+        The round being trained.
+    timeout_secs : float
+        Each node's budget of own time.
+    backend : Backend
+        Where training runs.
+    events : EventBus
+        Where ``NodeFinished`` and ``NodeFailed`` go.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        round_number: int,
+        timeout_secs: float,
+        backend: Backend,
+        events: EventBus,
+    ) -> None:
+        self.model_id = model_id
+        self.round_number = round_number
+        self.timeout_secs = timeout_secs
+        self._backend = backend
+        self._events = events
+
+    async def run(
+        self,
+        selected: Sequence[str],
+        workers: Mapping[str, FederatedWorker],
+        context: TrainContext,
+    ) -> dict[str, ModelUpdate | str]:
+        """Train the selected nodes; each outcome is an update or a failure reason.
+
+        Parameters
+        ----------
+        selected : sequence of str
+            The round's nodes.
+        workers : mapping of str to FederatedWorker
+            Every node's worker.
+        context : TrainContext
+            The global model as sent to the nodes.
+
+        Returns
+        -------
+        dict
+            Node id to its :class:`ModelUpdate` or the reason it failed, in ``selected``
+            order.
+        """
+        round_number = self.round_number
+        timeout = self.timeout_secs
+        started = time.monotonic()
+        outcomes: dict[str, ModelUpdate | str] = {}
+        jobs: dict[str, NodeJob] = {}
+        for node_id in selected:
+            worker = workers.get(node_id)
+            if worker is None:
+                outcomes[node_id] = "no worker for this node (call engine.create_worker first)"
+            else:
+                jobs[node_id] = worker.job(context)
+        runnable = [n for n, job in jobs.items() if job.latency_secs < timeout]
+        handles = self._backend.submit_many(
+            [jobs[n].call for n in runnable],
+            stops=[jobs[n].stop for n in runnable],
+            budgets_secs=[timeout - jobs[n].latency_secs for n in runnable],
+        )
+        for node_id, handle in zip(runnable, handles, strict=True):
+            handle.result.add_done_callback(
+                functools.partial(self._settle, outcomes, node_id, jobs[node_id], round_number)
+            )
+        try:
+            if handles:
+                await asyncio.wait([h.result for h in handles])
+            # Simulated latency: each answer arrives latency_secs after its training ended;
+            # a node that never answers is given up at the timeout.
+            arrivals = [
+                h.finished_at + jobs[n].latency_secs
+                for n, h in zip(runnable, handles, strict=True)
+                if isinstance(outcomes.get(n), ModelUpdate) and h.finished_at is not None
+            ]
+            if len(runnable) < len(jobs):
+                arrivals.append(started + timeout)
+            wait = max(arrivals, default=0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            for job in jobs.values():
+                job.stop.set()
+            raise
+        for node_id in jobs:
+            if node_id not in outcomes:  # its latency alone reached the timeout
+                self._settle(outcomes, node_id, jobs[node_id], round_number, None)
+        for node_id in selected:
+            outcome = outcomes[node_id]
+            if isinstance(outcome, str) and node_id not in jobs:
+                self._publish_failure(node_id, round_number, outcome, timed_out=False)
+        return {n: outcomes[n] for n in selected}
+
+    def _settle(
+        self,
+        outcomes: dict[str, ModelUpdate | str],
+        node_id: str,
+        job: NodeJob,
+        round_number: int,
+        future: asyncio.Future[ModelUpdate] | None,
+    ) -> None:
+        """Record one node's outcome and publish its event (on the loop)."""
+        timeout = self.timeout_secs
+        if future is None or future.cancelled():
+            reason, timed_out = "", True
+        elif (error := future.exception()) is not None:
+            reason, timed_out = failure_reason(error, job.stop)
+        else:
+            update = future.result()
+            outcomes[node_id] = update
+            self._events.publish(
+                NodeFinished(
+                    model_id=self.model_id,
+                    round_number=round_number,
+                    node_id=node_id,
+                    loss=update.loss,
+                    num_samples=update.num_samples,
+                    duration_secs=update.duration_secs,
+                )
+            )
+            return
+        if timed_out:
+            reason = f"timeout: no update within {timeout:g} s"
+        outcomes[node_id] = reason
+        self._publish_failure(node_id, round_number, reason, timed_out=timed_out)
+
+    def _publish_failure(
+        self, node_id: str, round_number: int, reason: str, *, timed_out: bool
+    ) -> None:
+        self._events.publish(
+            NodeFailed(
+                model_id=self.model_id,
+                round_number=round_number,
+                node_id=node_id,
+                reason=reason,
+                timed_out=timed_out,
+            )
+        )
