@@ -41,8 +41,8 @@ class NodeFault:
     crash_probability : float
         Chance per round that local training raises :class:`SimulatedCrash`.
     hang_probability : float
-        Chance per round that the node hangs for ``hang_secs`` before training (until
-        the coordinator's timeout stops it).
+        Chance per round that the node's answer is held back ``hang_secs`` (by default
+        forever, so the coordinator's timeout gives up on it).
     hang_secs : float
         How long a hang lasts (> 0; ``inf``: until stopped).
     delay_secs : float

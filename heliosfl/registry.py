@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,34 +20,6 @@ logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-@dataclass(slots=True)
-class _Node:
-    node_id: str
-    num_samples: int
-    available: bool = True
-    rounds_participated: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    last_loss: float | None = None
-    last_accuracy: float | None = None
-    last_duration_secs: float | None = None
-    last_error: str | None = None
-
-    def snapshot(self) -> NodeInfo:
-        return NodeInfo(
-            node_id=self.node_id,
-            num_samples=self.num_samples,
-            available=self.available,
-            rounds_participated=self.rounds_participated,
-            failures=self.failures,
-            consecutive_failures=self.consecutive_failures,
-            last_loss=self.last_loss,
-            last_accuracy=self.last_accuracy,
-            last_duration_secs=self.last_duration_secs,
-            last_error=self.last_error,
-        )
-
-
 class NodeRegistry:
     """Registered nodes with their availability and per-node figures.
 
@@ -56,7 +28,7 @@ class NodeRegistry:
     """
 
     def __init__(self) -> None:
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, NodeInfo] = {}
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
@@ -84,11 +56,13 @@ class NodeRegistry:
             raise ConfigError("num_samples", num_samples, "an integer >= 0")
         node = self._nodes.get(node_id)
         if node is None:
-            self._nodes[node_id] = _Node(node_id=node_id, num_samples=int(num_samples))
+            self._nodes[node_id] = NodeInfo(
+                node_id=node_id, num_samples=int(num_samples), available=True
+            )
         else:
-            node.num_samples = int(num_samples)
-            node.available = True
-            node.consecutive_failures = 0
+            self._nodes[node_id] = replace(
+                node, num_samples=int(num_samples), available=True, consecutive_failures=0
+            )
 
     def unregister(self, node_id: str) -> None:
         """Remove a node.
@@ -104,7 +78,7 @@ class NodeRegistry:
 
     def snapshots(self) -> list[NodeInfo]:
         """Snapshots of every node, by node id."""
-        return [self._nodes[n].snapshot() for n in sorted(self._nodes)]
+        return [self._nodes[n] for n in sorted(self._nodes)]
 
     def candidates(self) -> list[Candidate]:
         """The available nodes, as selection sees them."""
@@ -122,23 +96,28 @@ class NodeRegistry:
             node = self._nodes.get(update.node_id)
             if node is None:
                 continue
-            if committed:
-                node.rounds_participated += 1
-            node.consecutive_failures = 0
-            node.last_loss = update.loss
-            node.last_accuracy = update.metrics.get("val_accuracy", node.last_accuracy)
-            node.last_duration_secs = update.duration_secs
+            self._nodes[node.node_id] = replace(
+                node,
+                rounds_participated=node.rounds_participated + int(committed),
+                consecutive_failures=0,
+                last_loss=update.loss,
+                last_accuracy=update.metrics.get("val_accuracy", node.last_accuracy),
+                last_duration_secs=update.duration_secs,
+            )
         for node_id, reason in failures.items():
             failed = self._nodes.get(node_id)
             if failed is None:
                 continue
-            failed.failures += 1
-            failed.consecutive_failures += 1
-            failed.last_error = reason
-            if failed.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and failed.available:
-                failed.available = False
+            streak = failed.consecutive_failures + 1
+            lost = failed.available and streak >= MAX_CONSECUTIVE_FAILURES
+            if lost:
                 logger.warning(
-                    "node %s marked unavailable after %d consecutive failures",
-                    node_id,
-                    failed.consecutive_failures,
+                    "node %s marked unavailable after %d consecutive failures", node_id, streak
                 )
+            self._nodes[node_id] = replace(
+                failed,
+                failures=failed.failures + 1,
+                consecutive_failures=streak,
+                last_error=reason,
+                available=failed.available and not lost,
+            )
