@@ -26,7 +26,7 @@ from heliosfl.config import (
 )
 from heliosfl.coordinator import Coordinator
 from heliosfl.data import NodeData
-from heliosfl.engine import FederatedLearningEngine, SymmetricInitWarning
+from heliosfl.engine import FederatedLearningEngine
 from heliosfl.errors import (
     ClosedError,
     ComplianceError,
@@ -44,7 +44,7 @@ from heliosfl.errors import (
 )
 from heliosfl.events import EventBus
 from heliosfl.faults import NodeFault
-from heliosfl.models import Model
+from heliosfl.models import Model, SymmetricInitWarning
 from heliosfl.records import (
     CoordinatorState,
     ModelUpdate,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -33,7 +32,7 @@ from heliosfl.errors import (
 )
 from heliosfl.events import EventBus
 from heliosfl.faults import NodeFault
-from heliosfl.models import Model, make_model, model_from_spec
+from heliosfl.models import Model, model_from_spec, prepare_model
 from heliosfl.models.base import check_params
 from heliosfl.records import RoundRecord, TrainingResult
 from heliosfl.seeding import Stream, rng_for
@@ -41,15 +40,11 @@ from heliosfl.store import Workspace
 from heliosfl.training import TrainingRun, run_training
 from heliosfl.worker import FederatedWorker
 
-__all__ = ["FederatedLearningEngine", "SymmetricInitWarning"]
+__all__ = ["FederatedLearningEngine"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-
-
-class SymmetricInitWarning(UserWarning):
-    """Initial parameters of a neural network are all equal, so hidden units stay identical."""
 
 
 def _check_model_id(model_id: object) -> str:
@@ -190,29 +185,13 @@ class FederatedLearningEngine:
             raise ConfigError(
                 "model_id", model_id, "an id not registered yet in this engine", "Choose a new id."
             )
-        if isinstance(model_type, str):
-            model = make_model(model_type, **model_kwargs)
-        elif isinstance(model_type, Model):
-            if model_kwargs:
-                raise ConfigError(
-                    "model_kwargs", sorted(model_kwargs), "empty when a Model instance is given"
-                )
-            model = model_type
-        else:
-            raise ConfigError("model_type", model_type, "a model type name or a Model instance")
-        if initial_params is None:
-            params = model.init_params(rng_for(self.config.seed, Stream.INIT, model_id))
-        else:
-            params = check_params(model, initial_params, field="initial_params")
-            hidden = getattr(model, "hidden_layers", ())
-            if hidden and params.size > 1 and np.all(params == params[0]):
-                warnings.warn(
-                    f"initial_params of {model_id!r} are all {params[0]:g}: the hidden units of "
-                    "a neural network start identical and stay identical. Pass "
-                    "initial_params=None to draw them from the seed.",
-                    SymmetricInitWarning,
-                    stacklevel=2,
-                )
+        model, params = prepare_model(
+            model_type,
+            initial_params,
+            rng_for(self.config.seed, Stream.INIT, model_id),
+            label=repr(model_id),
+            **model_kwargs,
+        )
         spec = model.to_spec() if hasattr(model, "to_spec") else {"model_type": "custom"}
         exists = await asyncio.to_thread(self.workspace.has_model, model_id)
         if exists:

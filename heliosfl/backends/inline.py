@@ -207,6 +207,12 @@ class InlineBackend:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    async def __aenter__(self) -> InlineBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         state = "closed" if self._pool is None else f"max_workers={self.max_workers}"
         return f"InlineBackend({state})"

@@ -6,7 +6,13 @@ Parameters are always one flat ``float64`` vector; each model class documents it
 from heliosfl.models.base import FloatArray, IntArray, Model, check_params
 from heliosfl.models.logistic import LogisticRegression
 from heliosfl.models.mlp import MLP
-from heliosfl.models.registry import MODEL_TYPES, make_model, model_from_spec
+from heliosfl.models.registry import (
+    MODEL_TYPES,
+    SymmetricInitWarning,
+    make_model,
+    model_from_spec,
+    prepare_model,
+)
 from heliosfl.models.sgd import LocalResult, TrainingStopped, local_sgd
 from heliosfl.models.softmax import SoftmaxRegression
 
@@ -19,9 +25,11 @@ __all__ = [
     "LogisticRegression",
     "Model",
     "SoftmaxRegression",
+    "SymmetricInitWarning",
     "TrainingStopped",
     "check_params",
     "local_sgd",
     "make_model",
     "model_from_spec",
+    "prepare_model",
 ]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 
+import numpy as np
+
 from heliosfl.errors import ConfigError
-from heliosfl.models.base import Model, _NumpyModel
+from heliosfl.models.base import FloatArray, Model, _NumpyModel, check_params
 from heliosfl.models.logistic import LogisticRegression
 from heliosfl.models.mlp import MLP
 from heliosfl.models.softmax import SoftmaxRegression
 
-__all__ = ["MODEL_TYPES", "make_model", "model_from_spec"]
+__all__ = ["MODEL_TYPES", "SymmetricInitWarning", "make_model", "model_from_spec", "prepare_model"]
 
 #: Model names accepted by :func:`make_model`, with the class each one builds.
 #: ``"neural_network"`` and ``"deep_neural_network"`` are the product guide's names for
@@ -108,3 +111,71 @@ def model_from_spec(spec: Mapping[str, object]) -> Model:
     name = _canonical(spec["model_type"])
     arguments = {str(key): value for key, value in spec.items() if key != "model_type"}
     return make_model(name, **arguments)
+
+
+class SymmetricInitWarning(UserWarning):
+    """Initial parameters of a neural network are all equal, so hidden units stay identical."""
+
+
+def prepare_model(
+    model_type: str | Model,
+    initial_params: object,
+    rng: np.random.Generator,
+    *,
+    label: str = "the model",
+    **model_kwargs: object,
+) -> tuple[Model, FloatArray]:
+    """Build a model and its initial parameter vector, as ``register_model`` needs them.
+
+    Parameters
+    ----------
+    model_type : str or Model
+        A :data:`MODEL_TYPES` name (built with ``model_kwargs``) or a model instance.
+    initial_params : array-like or None
+        A flat vector of ``num_params`` values, or ``None`` to draw them from ``rng``.
+    rng : numpy.random.Generator
+        Source of drawn initial parameters.
+    label : str
+        How warnings name the model.
+    **model_kwargs
+        Architecture arguments for a named model type.
+
+    Returns
+    -------
+    tuple of (Model, ndarray)
+        The model and its initial parameters (float64, 1-D).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown model type, a bad architecture, arguments given with a model
+        instance, or a parameter vector of the wrong length (both lengths in the message).
+
+    Warns
+    -----
+    SymmetricInitWarning
+        If a neural network's initial parameters are all equal (zeros, as in the guide):
+        its hidden units would stay identical and it would learn like a linear model.
+    """
+    if isinstance(model_type, str):
+        model = make_model(model_type, **model_kwargs)
+    elif isinstance(model_type, Model):
+        if model_kwargs:
+            raise ConfigError(
+                "model_kwargs", sorted(model_kwargs), "empty when a Model instance is given"
+            )
+        model = model_type
+    else:
+        raise ConfigError("model_type", model_type, "a model type name or a Model instance")
+    if initial_params is None:
+        return model, model.init_params(rng)
+    params = check_params(model, initial_params, field="initial_params")
+    if getattr(model, "hidden_layers", ()) and params.size > 1 and np.all(params == params[0]):
+        warnings.warn(
+            f"initial_params of {label} are all {params[0]:g}: the hidden units of a neural "
+            "network start identical and stay identical. Pass initial_params=None to draw "
+            "them from the seed.",
+            SymmetricInitWarning,
+            stacklevel=3,
+        )
+    return model, params

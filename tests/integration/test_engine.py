@@ -116,7 +116,9 @@ async def test_a_user_model_that_is_too_slow_times_out(small_nodes, breast_cance
         started = time.perf_counter()
         with pytest.raises(fl.InsufficientNodes) as info:
             await coordinator.run_round()
-        assert time.perf_counter() - started < 0.45
+        # Each node is abandoned after 0.2 s of its own time (plus the watchdog's grace),
+        # one after the other on the single lane; unabandoned they would take 2 s.
+        assert time.perf_counter() - started < 0.8
         assert info.value.available == 0
         assert engine.get_params("m").tolist() == engine._initial["m"].tolist()
 

@@ -103,6 +103,13 @@ async def test_run_and_close():
     assert "closed" in repr(backend)
 
 
+async def test_the_backend_is_an_async_context_manager():
+    async with InlineBackend(max_workers=2) as backend:
+        assert await backend.run(lambda: "ok") == "ok"
+    with pytest.raises(ClosedError):
+        backend.submit_many([lambda: 1])
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="max_workers"):
         InlineBackend(max_workers=0)
