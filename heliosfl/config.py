@@ -2,7 +2,9 @@
 
 Every config is a frozen, keyword-only dataclass validated on construction: an invalid
 value raises :class:`~heliosfl.errors.ConfigError` naming the field, the value and what is
-allowed. ``to_dict`` / ``from_dict`` round-trip through JSON.
+allowed. ``to_dict`` / ``from_dict`` round-trip through JSON. Numbers may be given as numpy
+scalars and enum values as strings in any case; configs store builtin ``int`` / ``float``
+and enum members, so ``to_dict`` is always JSON-serialisable.
 
 Examples
 --------
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from heliosfl.errors import ConfigError
 from heliosfl.strategies import Strategy, strategy_from_dict, strategy_from_name
@@ -33,6 +35,29 @@ __all__ = [
     "SelectionKind",
     "WorkerConfig",
 ]
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum_member(enum: type[_E], value: object, name: str) -> _E:
+    """``value`` as a member of ``enum``; strings are matched case-insensitively."""
+    if isinstance(value, str):
+        try:
+            return enum(value.lower())
+        except ValueError:
+            pass
+    allowed = "one of " + ", ".join(repr(member.value) for member in enum)
+    raise ConfigError(name, value, allowed)
+
+
+def _store_int(config: object, section: str, field: str, *, low: int) -> None:
+    """Check ``config.<field>`` is an integer >= ``low`` and store it as a builtin int.
+
+    numpy integers are accepted and converted, so a config only ever holds ``int`` and
+    ``to_dict`` stays JSON-serialisable.
+    """
+    value = check_int(f"{section}.{field}", getattr(config, field), low=low)
+    object.__setattr__(config, field, value)
 
 
 class AggregationStrategy(StrEnum):
@@ -82,17 +107,13 @@ class NodeSelectionStrategy:
     k: int | None = None
 
     def __post_init__(self) -> None:
-        try:
-            kind = SelectionKind(self.kind)
-        except ValueError:
-            allowed = "one of " + ", ".join(repr(k.value) for k in SelectionKind)
-            raise ConfigError("selection_strategy.kind", self.kind, allowed) from None
+        kind = _enum_member(SelectionKind, self.kind, "selection_strategy.kind")
         object.__setattr__(self, "kind", kind)
         if kind is SelectionKind.ALL:
             if self.k is not None:
                 raise ConfigError("selection_strategy.k", self.k, "None for the 'all' rule")
         else:
-            check_int("selection_strategy.k", self.k, low=1)
+            object.__setattr__(self, "k", check_int("selection_strategy.k", self.k, low=1))
 
     @classmethod
     def all(cls) -> NodeSelectionStrategy:
@@ -138,8 +159,12 @@ class RoundConfig:
     selection_strategy : NodeSelectionStrategy
         Which nodes train in a round.
     node_timeout_secs : float
-        Each node's local training must return within this many seconds (> 0); a node
-        that does not is recorded as timed out and the round goes on without it.
+        Each node's budget of its *own* time per round (> 0): local training, from the
+        moment a thread starts it, plus the simulated latency of its answer. Waiting for a
+        free thread is an artefact of simulating many nodes on few cores and does not
+        count, so with one lane a round can take longer than this. A node over budget is
+        recorded as timed out and the round goes on without it; a hang costs the round at
+        most this long.
     target_accuracy : float or None
         Stop once the validation accuracy reaches this value, in (0, 1].
     learning_rate : float
@@ -164,8 +189,8 @@ class RoundConfig:
     max_failed_attempts: int = 3
 
     def __post_init__(self) -> None:
-        check_int("round_config.max_rounds", self.max_rounds, low=1)
-        check_int("round_config.min_nodes_per_round", self.min_nodes_per_round, low=1)
+        _store_int(self, "round_config", "max_rounds", low=1)
+        _store_int(self, "round_config", "min_nodes_per_round", low=1)
         if not isinstance(self.selection_strategy, NodeSelectionStrategy):
             raise ConfigError(
                 "round_config.selection_strategy",
@@ -188,7 +213,7 @@ class RoundConfig:
             low_open=False,
         )
         object.__setattr__(self, "convergence_threshold", threshold)
-        check_int("round_config.max_failed_attempts", self.max_failed_attempts, low=1)
+        _store_int(self, "round_config", "max_failed_attempts", low=1)
         k = self.selection_strategy.k
         if k is not None and k < self.min_nodes_per_round:
             raise ConfigError(
@@ -248,8 +273,9 @@ class WorkerConfig:
             raise ConfigError(
                 "worker_config.node_id", self.node_id, "a string of 1 to 200 characters"
             )
-        check_int("worker_config.local_epochs", self.local_epochs, low=1)
-        check_int("worker_config.batch_size", self.batch_size, low=1)
+        object.__setattr__(self, "node_id", str(self.node_id))  # e.g. numpy.str_ to str
+        _store_int(self, "worker_config", "local_epochs", low=1)
+        _store_int(self, "worker_config", "batch_size", low=1)
         if self.learning_rate is not None:
             lr = check_float("worker_config.learning_rate", self.learning_rate, low=0.0)
             object.__setattr__(self, "learning_rate", lr)
@@ -295,11 +321,8 @@ class DifferentialPrivacyConfig:
         delta = check_float("privacy_config.delta", self.delta, low=0.0, high=1.0, high_open=True)
         object.__setattr__(self, "epsilon", eps)
         object.__setattr__(self, "delta", delta)
-        try:
-            object.__setattr__(self, "mechanism", NoiseMechanism(self.mechanism))
-        except ValueError:
-            allowed = "one of " + ", ".join(repr(m.value) for m in NoiseMechanism)
-            raise ConfigError("privacy_config.mechanism", self.mechanism, allowed) from None
+        mechanism = _enum_member(NoiseMechanism, self.mechanism, "privacy_config.mechanism")
+        object.__setattr__(self, "mechanism", mechanism)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
@@ -323,7 +346,9 @@ class Config:
     round_config : RoundConfig
         Rounds, quorum, selection, timeouts and stopping rules.
     enable_privacy : bool
-        Differential privacy on the aggregate (requires ``privacy_config``).
+        Differential privacy on the aggregate (requires ``privacy_config``). Not
+        implemented yet: the engine refuses ``True`` rather than train without the
+        guarantee (the guide's examples enable it).
     privacy_config : DifferentialPrivacyConfig or None
         The privacy budget.
     seed : int
@@ -371,7 +396,7 @@ class Config:
                 "a DifferentialPrivacyConfig when enable_privacy is True",
                 "Pass privacy_config=DifferentialPrivacyConfig(epsilon=..., delta=...).",
             )
-        check_int("seed", self.seed, low=0, high=2**63 - 1)
+        object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=2**63 - 1))
 
     @property
     def strategy(self) -> Strategy:

@@ -11,16 +11,17 @@ publish events. A round without quorum leaves the model unchanged and raises
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from heliosfl.backends.base import Backend
+from heliosfl.backends.base import Backend, StopFlag
 from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
 from heliosfl.data import NodeData
@@ -48,7 +49,7 @@ from heliosfl.records import (
     StopReason,
 )
 from heliosfl.registry import NodeRegistry
-from heliosfl.rounds import check_update, federated_validation, summarize_round
+from heliosfl.rounds import check_update, summarize_round, weighted_figure
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
 from heliosfl.store import Workspace
@@ -103,7 +104,7 @@ class Coordinator:
         self._strategy_state = dict(strategy_state or {})
         self._round = current_round
         self._history: list[RoundRecord] = list(history)
-        self._nodes = NodeRegistry()
+        self._nodes = NodeRegistry(self._history)
         self._selection: tuple[int, tuple[str, ...], float, str] | None = None
         self._lock = asyncio.Lock()
         self.is_training = False
@@ -221,12 +222,26 @@ class Coordinator:
         if len(candidates) < required:
             raise InsufficientNodes(required, len(candidates))
         round_number = self._round + 1
-        rng = rng_for(self.config.seed, Stream.SELECTION, self.model_id, round_number)
+        rng = rng_for(
+            self.config.seed,
+            Stream.SELECTION,
+            self.model_id,
+            round_number,
+            attempt=self._attempt(round_number),
+        )
         selected = select_nodes(self.config.round_config.selection_strategy, candidates, rng)
         if len(selected) < required:
             raise InsufficientNodes(required, len(selected), "selected nodes")
         self._selection = (round_number, tuple(selected), time.perf_counter(), _now_iso())
         return selected
+
+    def _attempt(self, round_number: int) -> int:
+        """Earlier attempts at this round that lacked quorum (kept in the history)."""
+        return sum(
+            1
+            for r in reversed(self._history)
+            if r.round_number == round_number and r.status is RoundStatus.FAILED
+        )
 
     async def select_nodes_for_round(self) -> list[str]:
         """Choose the nodes of the next round.
@@ -262,10 +277,13 @@ class Coordinator:
             seed=self.config.seed,
             learning_rate=self.config.round_config.learning_rate,
             prox_mu=self._strategy.prox_mu,
+            attempt=self._attempt(self._round + 1),
         )
 
     async def run_round(self) -> RoundRecord:
         """Run one whole round: select, train concurrently under timeouts, aggregate.
+
+        For stepping through rounds by hand; refused while a training run is in progress.
 
         Each selected node gets ``node_timeout_secs`` of its own time: its local training,
         from the moment a thread starts it (waiting for a free thread is an artefact of
@@ -280,10 +298,17 @@ class Coordinator:
 
         Raises
         ------
+        ConfigError
+            If a training run of this model is in progress.
         InsufficientNodes
             If too few nodes are available, or too few updates succeed (the model is then
             unchanged and the attempt is recorded as failed).
         """
+        self._refuse_if_training("run_round")
+        return await self.next_round()
+
+    async def next_round(self) -> RoundRecord:
+        """Run one whole round (as :meth:`run_round`); used by the training loop."""
         async with self._lock:
             selected = self._select()
             context = self.training_context(selected[0])
@@ -309,8 +334,8 @@ class Coordinator:
         """Aggregate the updates of the current round and commit the new model.
 
         Updates are checked first; one for another model or round, from an unregistered
-        or unselected node, a duplicate, or with a wrong shape or non-finite values is
-        rejected and recorded with its reason.
+        or unselected node, a duplicate, or with a wrong shape, non-finite values or
+        malformed figures is rejected and recorded with its reason.
 
         Parameters
         ----------
@@ -324,13 +349,42 @@ class Coordinator:
 
         Raises
         ------
+        ConfigError
+            If ``updates`` is not a list or tuple, or a training run is in progress.
         InsufficientNodes
             If fewer than ``min_nodes_per_round`` updates are accepted; the model is
             unchanged and the attempt is recorded as failed.
         """
         self._refuse_if_training("execute_round")
+        if not isinstance(updates, list | tuple):
+            raise ConfigError("updates", updates, "a list of the ModelUpdate objects of this round")
         async with self._lock:
             return await self._execute(list(updates), {})
+
+    def _check_updates(
+        self, updates: list[ModelUpdate], selected: tuple[str, ...] | None, registered: set[str]
+    ) -> tuple[list[ModelUpdate], list[tuple[str, str]]]:
+        """Accepted updates in node-id order, and (node, reason) for each rejected one."""
+        accepted: list[ModelUpdate] = []
+        rejected: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for update in updates:
+            reason = check_update(
+                update,
+                model_id=self.model_id,
+                round_number=self._round + 1,
+                shape=self._params.shape,
+                registered=registered,
+                seen=seen,
+                selected=selected,
+            )
+            if reason is None:
+                accepted.append(update)
+                seen.add(update.node_id)
+            else:
+                rejected.append((str(getattr(update, "node_id", "?")), f"rejected: {reason}"))
+        accepted.sort(key=lambda u: u.node_id)
+        return accepted, rejected
 
     async def _execute(self, updates: list[ModelUpdate], failures: dict[str, str]) -> RoundRecord:
         round_number = self._round + 1
@@ -342,37 +396,24 @@ class Coordinator:
         )
         selected = selection[1] if selection else None
         failures = dict(failures)
-        accepted: list[ModelUpdate] = []
-        seen: set[str] = set()
-        for update in updates:
-            reason = check_update(
-                update,
-                model_id=self.model_id,
-                round_number=round_number,
-                shape=self._params.shape,
-                registered=self._nodes,
-                seen=seen,
-                selected=selected,
-            )
-            node_id = getattr(update, "node_id", "?")
-            if reason is None:
-                accepted.append(update)
-                seen.add(update.node_id)
-            else:
-                if str(node_id) not in seen:  # a duplicate does not undo the accepted update
-                    failures[str(node_id)] = f"rejected: {reason}"
-                self._events.publish(
-                    NodeFailed(
-                        model_id=self.model_id,
-                        round_number=round_number,
-                        node_id=str(node_id),
-                        reason=f"rejected: {reason}",
-                    )
+        accepted, rejected = await asyncio.to_thread(
+            self._check_updates, updates, selected, set(self._nodes)
+        )
+        contributors = {u.node_id for u in accepted}
+        for node_id, reason in rejected:
+            if node_id not in contributors:  # a duplicate does not undo the accepted update
+                failures[node_id] = reason
+            self._events.publish(
+                NodeFailed(
+                    model_id=self.model_id,
+                    round_number=round_number,
+                    node_id=node_id,
+                    reason=reason,
                 )
+            )
         for node_id in selected or ():
-            if node_id not in seen and node_id not in failures:
+            if node_id not in contributors and node_id not in failures:
                 failures[node_id] = "no update received"
-        accepted.sort(key=lambda u: u.node_id)
         required = self.config.round_config.min_nodes_per_round
         record = summarize_round(round_number, accepted, failures, selected, started_at)
         if len(accepted) < required:
@@ -382,44 +423,107 @@ class Coordinator:
                 participating_nodes=(),
                 duration_secs=time.perf_counter() - started_clock,
             )
-            await asyncio.to_thread(
-                self._workspace.record_failed_round, self.model_id, round_number, record.to_dict()
+            await self._persist(
+                functools.partial(
+                    self._workspace.record_failed_round,
+                    self.model_id,
+                    round_number,
+                    record.to_dict(),
+                ),
+                functools.partial(self._apply_failed, record),
             )
-            self._history.append(record)
-            self._nodes.note_round(accepted, failures, committed=False)
             error = InsufficientNodes(required, len(accepted), "successful updates")
             self._events.publish(
                 RoundFailed(model_id=self.model_id, record=record, reason=str(error))
             )
             raise error
         new_params, new_state, evaluation = await asyncio.to_thread(self._aggregate, accepted)
-        val_loss, val_acc = federated_validation(accepted) if evaluation is None else evaluation
+        if evaluation is None:
+            evaluation = await self._federated_evaluation(new_params, record.participating_nodes)
         record = replace(
             record,
-            validation_loss=val_loss,
-            validation_accuracy=val_acc,
+            validation_loss=evaluation[0],
+            validation_accuracy=evaluation[1],
             duration_secs=time.perf_counter() - started_clock,
         )
-        await asyncio.to_thread(
-            self._workspace.commit_round,
-            self.model_id,
-            round_number,
-            record.to_dict(),
-            new_params,
-            new_state,
+        await self._persist(
+            functools.partial(
+                self._workspace.commit_round,
+                self.model_id,
+                round_number,
+                record.to_dict(),
+                new_params,
+                new_state,
+            ),
+            functools.partial(self._apply_committed, record, new_params, new_state),
         )
-        self._params = self._freeze(new_params)
-        self._strategy_state = new_state
-        self._round = round_number
-        self._history.append(record)
-        self._nodes.note_round(accepted, failures, committed=True)
-        self.stop_reason = check_convergence(self._history, self.config.round_config)
         self._events.publish(RoundCompleted(model_id=self.model_id, record=record))
         return record
 
+    @staticmethod
+    async def _persist(write: Callable[[], None], apply: Callable[[], None]) -> None:
+        """Write to the workspace off the loop, then apply the same change in memory.
+
+        The pair is one unit: once the write has started, a cancellation waits for it and
+        applies the change before re-raising, so memory never disagrees with the file.
+        """
+        pending = asyncio.ensure_future(asyncio.to_thread(write))
+        cancelled = False
+        while True:
+            try:
+                await asyncio.shield(pending)
+                break
+            except asyncio.CancelledError:
+                if pending.done():
+                    raise  # the write itself was cancelled before it ran
+                cancelled = True
+        apply()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _apply_failed(self, record: RoundRecord) -> None:
+        self._history.append(record)
+        self._nodes.note_round({}, record.failed_nodes, committed=False)
+
+    def _apply_committed(
+        self, record: RoundRecord, params: FloatArray, state: dict[str, FloatArray]
+    ) -> None:
+        self._params = self._freeze(params)
+        self._strategy_state = state
+        self._round = record.round_number
+        self._history.append(record)
+        self._nodes.note_round(record.node_figures, record.failed_nodes, committed=True)
+        self.stop_reason = check_convergence(self._history, self.config.round_config)
+
+    async def _federated_evaluation(
+        self, params: FloatArray, node_ids: Sequence[str]
+    ) -> tuple[float | None, float | None]:
+        """Loss and accuracy of ``params`` on the nodes' validation splits, pooled.
+
+        Used when the coordinator has no validation data: each participant evaluates the
+        new *global* model on its own validation split (the rows never leave the node) and
+        the figures are weighted by split size. Nodes without a split, or that fail or
+        run out of time, are left out.
+        """
+        workers = [w for n in node_ids if (w := self._workers.get(n)) is not None]
+        calls = [w.evaluation_call(self.model, params) for w in workers]
+        stops = [StopFlag() for _ in calls]
+        timeout = self.config.round_config.node_timeout_secs
+        handles = self._backend.submit_many(calls, stops=stops, budgets_secs=[timeout] * len(calls))
+        try:
+            results = await asyncio.gather(*(h.result for h in handles), return_exceptions=True)
+        except asyncio.CancelledError:
+            for stop in stops:
+                stop.set()
+            raise
+        figures = [r for r in results if isinstance(r, tuple)]
+        losses = weighted_figure([(loss, n) for loss, _, n in figures])
+        accuracies = weighted_figure([(acc, n) for _, acc, n in figures])
+        return losses, accuracies
+
     def _aggregate(
         self, accepted: list[ModelUpdate]
-    ) -> tuple[FloatArray, dict[str, FloatArray], tuple[float, float] | None]:
+    ) -> tuple[FloatArray, dict[str, FloatArray], tuple[float | None, float | None] | None]:
         new_params, new_state = self._strategy.aggregate(
             self._params,
             [u.delta for u in accepted],

@@ -95,10 +95,13 @@ class RoundDispatch:
             stops=[jobs[n].stop for n in runnable],
             budgets_secs=[timeout - jobs[n].latency_secs for n in runnable],
         )
+        settle_callbacks = {}
         for node_id, handle in zip(runnable, handles, strict=True):
-            handle.result.add_done_callback(
-                functools.partial(self._settle, outcomes, node_id, jobs[node_id], round_number)
+            callback = functools.partial(
+                self._settle, outcomes, node_id, jobs[node_id], round_number
             )
+            settle_callbacks[id(handle)] = callback
+            handle.result.add_done_callback(callback)
         try:
             if handles:
                 await asyncio.wait([h.result for h in handles])
@@ -117,6 +120,8 @@ class RoundDispatch:
         except asyncio.CancelledError:
             for job in jobs.values():
                 job.stop.set()
+            for handle in handles:  # no node events after the run has ended
+                handle.result.remove_done_callback(settle_callbacks[id(handle)])
             raise
         for node_id in jobs:
             if node_id not in outcomes:  # its latency alone reached the timeout

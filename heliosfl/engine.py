@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -37,7 +37,7 @@ from heliosfl.models.base import check_params
 from heliosfl.records import RoundRecord, TrainingResult
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.store import Workspace
-from heliosfl.training import TrainingRun, run_training
+from heliosfl.training import TrainingRun
 from heliosfl.worker import FederatedWorker
 
 __all__ = ["FederatedLearningEngine"]
@@ -51,6 +51,51 @@ def _check_model_id(model_id: object) -> str:
     if not isinstance(model_id, str) or not 1 <= len(model_id) <= 200:
         raise ConfigError("model_id", model_id, "a string of 1 to 200 characters")
     return model_id
+
+
+def _check_validation_data(model: Model, data: NodeData | None) -> None:
+    """Refuse validation data the model cannot be evaluated on, naming the argument."""
+    if data is None:
+        return
+    if not isinstance(data, NodeData):
+        raise ConfigError("validation_data", data, "a NodeData or None")
+    if data.num_features != model.input_dim:
+        raise ConfigError(
+            "validation_data",
+            f"{data.num_features} features",
+            f"rows of input_dim={model.input_dim} features, like the model's",
+        )
+    if len(data) and int(data.y.max()) >= model.num_classes:
+        raise ConfigError(
+            "validation_data",
+            f"label {int(data.y.max())}",
+            f"labels in [0, {model.num_classes - 1}] for a {model.num_classes}-class model",
+        )
+
+
+def _check_same_run(stored: Mapping[str, Any], config: Config) -> None:
+    """Refuse to continue a stored run under a config that would make it another run."""
+    current = config.to_dict()
+    for key, label in (
+        ("aggregation_strategy", "aggregation_strategy"),
+        ("seed", "seed"),
+    ):
+        if stored.get(key) != current[key]:
+            raise ConfigError(
+                label,
+                current[key],
+                f"{stored.get(key)!r}, as when the model was registered",
+                "Resume with the configuration of the stored run, or register a new model.",
+            )
+    stored_selection = stored.get("round_config", {}).get("selection_strategy")
+    selection = current["round_config"]["selection_strategy"]
+    if stored_selection != selection:
+        raise ConfigError(
+            "round_config.selection_strategy",
+            selection,
+            f"{stored_selection!r}, as when the model was registered",
+            "Resume with the configuration of the stored run, or register a new model.",
+        )
 
 
 class FederatedLearningEngine:
@@ -95,8 +140,16 @@ class FederatedLearningEngine:
                 "train without the guarantee. Set enable_privacy=False.",
             )
         self.config = config
+        if workspace is not None and not isinstance(workspace, Workspace):
+            raise ConfigError(
+                "workspace",
+                workspace,
+                "a heliosfl.Workspace or None",
+                "Open one with fl.Workspace(path) to persist the run.",
+            )
         self._owns_workspace = workspace is None
         self.workspace = Workspace() if workspace is None else workspace
+        self._owns_backend = isinstance(backend, str)
         self.backend = make_backend(backend, max_workers=max_workers)
         self.events = EventBus()
         self._models: dict[str, Model] = {}
@@ -121,7 +174,8 @@ class FederatedLearningEngine:
             run.cancel()
         if runs:
             await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
         self.events.close()
         if self._owns_workspace:
             self.workspace.close()
@@ -206,7 +260,9 @@ class FederatedLearningEngine:
             self.workspace.save_model, model_id, spec, self.config.to_dict(), params
         )
         self._models[model_id] = model
-        self._initial[model_id] = params
+        frozen = np.array(params, dtype=np.float64, copy=True)  # the caller may reuse theirs
+        frozen.flags.writeable = False
+        self._initial[model_id] = frozen
         return model
 
     def _model(self, model_id: str) -> Model:
@@ -254,8 +310,7 @@ class FederatedLearningEngine:
         """
         self._check_open()
         model = self._model(model_id)
-        if validation_data is not None and not isinstance(validation_data, NodeData):
-            raise ConfigError("validation_data", validation_data, "a NodeData or None")
+        _check_validation_data(model, validation_data)
         coordinator = self._coordinators.get(model_id)
         if coordinator is not None:
             if validation_data is not None:
@@ -307,8 +362,10 @@ class FederatedLearningEngine:
         ModelNotFound
             If the workspace holds no such model.
         ConfigError
-            If the model is already registered in this engine, or ``model`` does not
-            match the stored parameters.
+            If the model is already registered in this engine, ``model`` does not match
+            the stored parameters, or this engine's strategy, seed or selection differ
+            from the ones the model was trained with (the continuation would not be the
+            same run).
         """
         self._check_open()
         model_id = _check_model_id(model_id)
@@ -324,6 +381,8 @@ class FederatedLearningEngine:
                     "model", None, "the Model instance for a custom model", "Pass model=..."
                 )
             model = model_from_spec(record.spec)
+        _check_validation_data(model, validation_data)
+        _check_same_run(record.config, self.config)
         checkpoint = await asyncio.to_thread(self.workspace.latest_checkpoint, model_id)
         params = check_params(model, checkpoint.params, field="checkpoint params")
         rows = await asyncio.to_thread(self.workspace.rounds, model_id, include_failed=True)
@@ -439,19 +498,8 @@ class FederatedLearningEngine:
         """
         self._check_open()
         self._model(model_id)
-        running = self._runs.get(model_id)
-        if running is not None and not running.done():
-            raise ConfigError(
-                "model_id",
-                model_id,
-                "a model with no training run in progress",
-                "Await or cancel the current run first.",
-            )
         coordinator = await self.create_coordinator(model_id)
-        task = asyncio.create_task(
-            run_training(coordinator, self.events), name=f"heliosfl-train-{model_id}"
-        )
-        run = TrainingRun(model_id, task)
+        run = TrainingRun(coordinator, self.events)
         self._runs[model_id] = run
         return run
 

@@ -159,7 +159,7 @@ class NodeFailure(FederatedLearningError):
 
 
 class ConvergenceNotReached(FederatedLearningError):
-    """Training used ``max_rounds`` without meeting its target."""
+    """Training ended at ``max_rounds`` (``rounds``) without meeting a stopping rule."""
 
     def __init__(self, rounds: int, best_accuracy: float | None, target: float | None) -> None:
         self.rounds = rounds
@@ -167,9 +167,9 @@ class ConvergenceNotReached(FederatedLearningError):
         self.target = target
         best = "n/a" if best_accuracy is None else f"{best_accuracy:.4f}"
         super().__init__(
-            f"Convergence not reached: accuracy must reach target_accuracy={target} within "
-            f"max_rounds={rounds}. Found best accuracy {best}. Increase max_rounds, adjust "
-            "learning_rate, or relax convergence_threshold."
+            f"Convergence not reached: training must meet target_accuracy={target} or the "
+            f"convergence_threshold within {rounds} rounds. Found best accuracy {best}. "
+            "Increase max_rounds, adjust learning_rate, or relax convergence_threshold."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

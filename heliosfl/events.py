@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
 
+from heliosfl.errors import ClosedError, ConfigError
 from heliosfl.records import RoundRecord, TrainingResult
 
 __all__ = [
@@ -196,6 +197,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
+        self._closed = False
 
     def subscribe(self, *, maxsize: int = 1000, model_id: str | None = None) -> Subscription:
         """Open a subscription with a buffer of ``maxsize`` events.
@@ -211,11 +213,18 @@ class EventBus:
         -------
         Subscription
             An async iterator; close it (or use ``async with``) when done.
+
+        Raises
+        ------
+        ConfigError
+            If ``maxsize`` is not an integer >= 1.
+        ClosedError
+            If the bus (its engine) was closed.
         """
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            from heliosfl.errors import ConfigError
-
             raise ConfigError("maxsize", maxsize, "an integer >= 1")
+        if self._closed:
+            raise ClosedError("EventBus (its engine was closed)")
         sub = Subscription(self, maxsize, model_id)
         self._subscriptions.append(sub)
         return sub
@@ -250,6 +259,7 @@ class EventBus:
 
     def close(self) -> None:
         """Close every subscription (iterators end after draining) and drop listeners."""
+        self._closed = True
         for sub in list(self._subscriptions):
             sub.close()
         self._listeners.clear()

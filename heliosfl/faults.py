@@ -12,12 +12,14 @@ when the coordinator's timeout does.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from heliosfl.errors import ConfigError
+from heliosfl.validation import check_float
 
 __all__ = ["FaultPlan", "NodeFault", "SimulatedCrash"]
 
@@ -27,9 +29,19 @@ class SimulatedCrash(RuntimeError):
 
 
 def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"NodeFault.{name}", value, "a probability in [0, 1]")
-    return float(value)
+    return check_float(f"NodeFault.{name}", value, low=0.0, high=1.0, low_open=False)
+
+
+def _hang_secs(value: Any) -> float:
+    """``value`` as a float > 0, where ``inf`` (a hang until the timeout) is allowed."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and value == math.inf:
+        return math.inf
+    try:
+        return check_float("NodeFault.hang_secs", value, low=0.0)
+    except ConfigError:
+        raise ConfigError(
+            "NodeFault.hang_secs", value, "a number > 0 (finite, or math.inf for no end)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +58,15 @@ class NodeFault:
     hang_secs : float
         How long a hang lasts (> 0; ``inf``: until stopped).
     delay_secs : float
-        Extra latency every round (>= 0), e.g. a slow link.
+        Extra latency every round (finite, >= 0), e.g. a slow link.
+
+    Numbers may be any real (numpy scalars included); they are stored as ``float``.
+
+    Raises
+    ------
+    ConfigError
+        For a probability outside [0, 1], a ``hang_secs`` that is not > 0 (or ``inf``), a
+        negative or non-finite ``delay_secs``, or a value that is not a real number.
     """
 
     crash_probability: float = 0.0
@@ -61,17 +81,9 @@ class NodeFault:
         object.__setattr__(
             self, "hang_probability", _probability("hang_probability", self.hang_probability)
         )
-        hang = self.hang_secs
-        if isinstance(hang, bool) or not isinstance(hang, int | float) or not hang > 0:
-            raise ConfigError("NodeFault.hang_secs", hang, "a number > 0 (inf allowed)")
-        delay = self.delay_secs
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not math.isfinite(delay)
-            or delay < 0
-        ):
-            raise ConfigError("NodeFault.delay_secs", delay, "a finite number >= 0")
+        object.__setattr__(self, "hang_secs", _hang_secs(self.hang_secs))
+        delay = check_float("NodeFault.delay_secs", self.delay_secs, low=0.0, low_open=False)
+        object.__setattr__(self, "delay_secs", delay)
 
     @classmethod
     def crash(cls) -> NodeFault:

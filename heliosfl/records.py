@@ -126,6 +126,10 @@ class RoundRecord:
         Wall time of the round.
     started_at : str
         ISO-8601 UTC time the round started.
+    node_figures : dict of str to dict
+        Per participant: ``loss`` (local training loss), ``duration_secs`` and, when the
+        node has a validation split, ``val_accuracy`` of its locally trained model. The
+        node registry is rebuilt from these on resume.
     """
 
     round_number: int
@@ -139,6 +143,7 @@ class RoundRecord:
     num_samples: int = 0
     duration_secs: float = 0.0
     started_at: str = ""
+    node_figures: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def timed_out_nodes(self) -> tuple[str, ...]:
@@ -159,6 +164,10 @@ class RoundRecord:
             "num_samples": self.num_samples,
             "duration_secs": self.duration_secs,
             "started_at": self.started_at,
+            "node_figures": {
+                node: {k: v for k, v in figures.items() if _clean(v) is not None}
+                for node, figures in self.node_figures.items()
+            },
         }
 
     @classmethod
@@ -176,6 +185,10 @@ class RoundRecord:
             num_samples=int(data.get("num_samples", 0)),
             duration_secs=float(data.get("duration_secs", 0.0)),
             started_at=str(data.get("started_at", "")),
+            node_figures={
+                str(node): {str(k): float(v) for k, v in figures.items()}
+                for node, figures in data.get("node_figures", {}).items()
+            },
         )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from heliosfl.errors import ConfigError, NodeNotFound
-from heliosfl.records import ModelUpdate, NodeInfo
+from heliosfl.records import NodeInfo, RoundRecord, RoundStatus
 from heliosfl.selection import Candidate
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "NodeRegistry"]
@@ -25,10 +25,31 @@ class NodeRegistry:
 
     A node that fails ``MAX_CONSECUTIVE_FAILURES`` rounds in a row is marked unavailable
     and no longer selected; registering it again re-admits it (the guide's recovery path).
+
+    Parameters
+    ----------
+    history : sequence of RoundRecord
+        Rounds already run (after a resume). The figures of each node are replayed from
+        them and restored when the node is first registered again, so selection by
+        performance continues as if the kernel had not restarted.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history: Sequence[RoundRecord] = ()) -> None:
         self._nodes: dict[str, NodeInfo] = {}
+        self._memory: dict[str, NodeInfo] = {}
+        for record in history:
+            self._replay(record)
+        self._memory, self._nodes = self._nodes, {}
+
+    def _replay(self, record: RoundRecord) -> None:
+        for node_id in (*record.node_figures, *record.failed_nodes):
+            if node_id not in self._nodes:
+                self._nodes[node_id] = NodeInfo(node_id=node_id, num_samples=0, available=True)
+        self.note_round(
+            record.node_figures,
+            record.failed_nodes,
+            committed=record.status is RoundStatus.COMPLETED,
+        )
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
@@ -55,7 +76,10 @@ class NodeRegistry:
         if num_samples < 0:
             raise ConfigError("num_samples", num_samples, "an integer >= 0")
         node = self._nodes.get(node_id)
-        if node is None:
+        remembered = self._memory.pop(node_id, None)
+        if remembered is not None:  # first registration after a resume
+            self._nodes[node_id] = replace(remembered, num_samples=int(num_samples))
+        elif node is None:
             self._nodes[node_id] = NodeInfo(
                 node_id=node_id, num_samples=int(num_samples), available=True
             )
@@ -89,20 +113,24 @@ class NodeRegistry:
         ]
 
     def note_round(
-        self, accepted: Iterable[ModelUpdate], failures: Mapping[str, str], *, committed: bool
+        self,
+        figures: Mapping[str, Mapping[str, float]],
+        failures: Mapping[str, str],
+        *,
+        committed: bool,
     ) -> None:
-        """Record who contributed and who failed in a round attempt."""
-        for update in accepted:
-            node = self._nodes.get(update.node_id)
+        """Record who contributed (with their figures) and who failed in a round attempt."""
+        for node_id, numbers in figures.items():
+            node = self._nodes.get(node_id)
             if node is None:
                 continue
-            self._nodes[node.node_id] = replace(
+            self._nodes[node_id] = replace(
                 node,
                 rounds_participated=node.rounds_participated + int(committed),
                 consecutive_failures=0,
-                last_loss=update.loss,
-                last_accuracy=update.metrics.get("val_accuracy", node.last_accuracy),
-                last_duration_secs=update.duration_secs,
+                last_loss=numbers.get("loss", node.last_loss),
+                last_accuracy=numbers.get("val_accuracy", node.last_accuracy),
+                last_duration_secs=numbers.get("duration_secs", node.last_duration_secs),
             )
         for node_id, reason in failures.items():
             failed = self._nodes.get(node_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ from heliosfl.records import ModelUpdate, RoundRecord
 
 __all__ = [
     "check_update",
-    "federated_validation",
+    "node_figures",
     "summarize_round",
     "weighted_figure",
 ]
@@ -79,7 +80,22 @@ def check_update(
     count = update.num_samples
     if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
         return f"num_samples must be an integer >= 1, found {count!r}"
+    if not _finite_number(update.loss):
+        return f"loss must be a finite number, found {update.loss!r}"
+    if not _finite_number(update.duration_secs) or update.duration_secs < 0:
+        return f"duration_secs must be a finite number >= 0, found {update.duration_secs!r}"
+    metrics = update.metrics
+    if not isinstance(metrics, Mapping) or not all(
+        isinstance(k, str) and _finite_number(v) for k, v in metrics.items()
+    ):
+        return "metrics must map names to finite numbers"
     return None
+
+
+def _finite_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Real) and math.isfinite(float(value))
 
 
 def summarize_round(
@@ -95,6 +111,7 @@ def summarize_round(
     mean of their local training losses.
     """
     participants = tuple(u.node_id for u in accepted)
+    figures = {u.node_id: node_figures(u) for u in accepted}
     return RoundRecord(
         round_number=round_number,
         selected_nodes=participants if selected is None else tuple(selected),
@@ -103,19 +120,14 @@ def summarize_round(
         aggregated_loss=weighted_figure([(u.loss, u.num_samples) for u in accepted]),
         num_samples=sum(u.num_samples for u in accepted),
         started_at=started_at,
+        node_figures=figures,
     )
 
 
-def federated_validation(accepted: Sequence[ModelUpdate]) -> tuple[float | None, float | None]:
-    """Validation loss and accuracy pooled over the participants' own validation splits.
-
-    Used when the coordinator has no validation data: each participant reports the figures
-    of its locally trained model on its validation split, weighted by the split's size.
-    """
-    loss = weighted_figure(
-        [(u.metrics.get("val_loss"), u.metrics.get("val_samples", 0.0)) for u in accepted]
-    )
-    accuracy = weighted_figure(
-        [(u.metrics.get("val_accuracy"), u.metrics.get("val_samples", 0.0)) for u in accepted]
-    )
-    return loss, accuracy
+def node_figures(update: ModelUpdate) -> dict[str, float]:
+    """The per-node figures a round record keeps: loss, duration, local val accuracy."""
+    figures = {"loss": float(update.loss), "duration_secs": float(update.duration_secs)}
+    accuracy = update.metrics.get("val_accuracy")
+    if accuracy is not None:
+        figures["val_accuracy"] = float(accuracy)
+    return figures

@@ -31,9 +31,14 @@ def stable_key(text: str) -> int:
 
 
 def rng_for(
-    seed: int, stream: Stream, model_id: str, round_number: int = 0, node_id: str = ""
+    seed: int,
+    stream: Stream,
+    model_id: str,
+    round_number: int = 0,
+    node_id: str = "",
+    attempt: int = 0,
 ) -> np.random.Generator:
-    """Return the generator for one purpose, model, round and node.
+    """Return the generator for one purpose, model, round, node and attempt.
 
     Parameters
     ----------
@@ -47,11 +52,15 @@ def rng_for(
         The round (0 for initial parameters).
     node_id : str
         The node (empty for coordinator-side streams).
+    attempt : int
+        Which attempt at the round (a round without quorum is retried with fresh
+        selection and fault draws; the attempt count is kept in the history, so a resumed
+        run draws the same).
 
     Returns
     -------
     numpy.random.Generator
         A PCG64 generator independent of every other key.
     """
-    key = (int(stream), stable_key(model_id), round_number, stable_key(node_id))
+    key = (int(stream), stable_key(model_id), round_number, stable_key(node_id), attempt)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))

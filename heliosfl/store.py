@@ -110,6 +110,21 @@ def _check_model_id(model_id: object) -> str:
     return model_id
 
 
+def _check_path(path: object) -> Path | None:
+    """The workspace file, or ``None`` for an in-memory workspace (``None`` or ``":memory:"``)."""
+    if path is None or (isinstance(path, str) and path == ":memory:"):
+        return None
+    if isinstance(path, str | os.PathLike):
+        try:
+            if isinstance(os.fspath(path), str):
+                return Path(path)
+        except TypeError:  # an os.PathLike whose __fspath__ misbehaves
+            pass
+    raise ConfigError(
+        "path", path, "a file path (str or os.PathLike) or None for an in-memory workspace"
+    )
+
+
 def _check_round_number(round_number: object) -> int:
     if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 1:
         raise ConfigError("round_number", round_number, "an int >= 1")
@@ -129,10 +144,13 @@ class Workspace:
     ----------
     path : str or os.PathLike or None, optional
         The SQLite file, created if missing (its directory must exist). ``None`` (the
-        default) keeps everything in memory for the life of this object.
+        default) or the string ``":memory:"`` keeps everything in memory for the life of
+        this object.
 
     Raises
     ------
+    ConfigError
+        If ``path`` is not a str, an ``os.PathLike`` naming a str path, or None.
     WorkspaceError
         If the directory is missing, the file is not a heliosfl SQLite database, or it was
         written by a newer heliosfl (newer schema version).
@@ -148,7 +166,7 @@ class Workspace:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self._path = None if path is None else Path(path)
+        self._path = _check_path(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = connect(self._path)
 

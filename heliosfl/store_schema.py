@@ -118,6 +118,8 @@ def connect(path: Path | None) -> sqlite3.Connection:
                 f"The workspace path must be a file. Found directory {str(path)!r}."
             )
     target = ":memory:" if path is None else str(path)
+    if target == ":memory:" and path is not None:
+        target = str(path.absolute())  # a file of that name, not SQLite's in-memory database
     try:
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

@@ -17,7 +17,6 @@ FedOpt         the weighted mean delta as a pseudo-gradient for a server optimis
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from heliosfl.errors import ConfigError
+from heliosfl.validation import check_float
 
 __all__ = [
     "FedAdagrad",
@@ -167,7 +167,7 @@ class FedProx(Strategy):
     Parameters
     ----------
     mu : float
-        Proximal coefficient, >= 0 (0 is FedAvg).
+        Proximal coefficient, a finite number >= 0 (0 is FedAvg); stored as ``float``.
 
     References
     ----------
@@ -179,10 +179,8 @@ class FedProx(Strategy):
     mu: float = 0.01
 
     def __post_init__(self) -> None:
-        if isinstance(self.mu, bool) or not isinstance(self.mu, int | float):
-            raise ConfigError("FedProx.mu", self.mu, "a finite number >= 0")
-        if not math.isfinite(self.mu) or self.mu < 0:
-            raise ConfigError("FedProx.mu", self.mu, "a finite number >= 0")
+        mu = check_float("FedProx.mu", self.mu, low=0.0, low_open=False)
+        object.__setattr__(self, "mu", mu)
 
     @property
     def prox_mu(self) -> float:
@@ -220,13 +218,15 @@ class FedOpt(Strategy):
     Parameters
     ----------
     optimizer : {"adam", "yogi", "adagrad"}
-        The server optimiser.
+        The server optimiser (any case; stored lowercase).
     server_learning_rate : float
         Server step size ``eta`` (> 0).
     beta1, beta2 : float
         Moment decay rates in [0, 1).
     tau : float
         Adaptivity (> 0): larger values make the step less adaptive.
+
+    Numbers may be any finite real (numpy scalars included); they are stored as ``float``.
 
     References
     ----------
@@ -242,25 +242,25 @@ class FedOpt(Strategy):
     tau: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.optimizer not in _OPTIMIZERS:
+        optimizer = self.optimizer.lower() if isinstance(self.optimizer, str) else None
+        if optimizer not in _OPTIMIZERS:
             raise ConfigError(
                 "FedOpt.optimizer", self.optimizer, "one of 'adam', 'yogi', 'adagrad'"
             )
-        for name, low, high in (
-            ("server_learning_rate", 0.0, math.inf),
-            ("tau", 0.0, math.inf),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"FedOpt.{name}", value, "a finite number > 0")
-            if not (math.isfinite(value) and low < value < high):
-                raise ConfigError(f"FedOpt.{name}", value, "a finite number > 0")
+        object.__setattr__(self, "optimizer", optimizer)
+        for name in ("server_learning_rate", "tau"):
+            value = check_float(f"FedOpt.{name}", getattr(self, name), low=0.0)
+            object.__setattr__(self, name, value)
         for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"FedOpt.{name}", value, "a number in [0, 1)")
-            if not (math.isfinite(value) and 0.0 <= value < 1.0):
-                raise ConfigError(f"FedOpt.{name}", value, "a number in [0, 1)")
+            value = check_float(
+                f"FedOpt.{name}",
+                getattr(self, name),
+                low=0.0,
+                high=1.0,
+                low_open=False,
+                high_open=True,
+            )
+            object.__setattr__(self, name, value)
 
     @classmethod
     def adam(cls, **settings: float) -> FedOpt:

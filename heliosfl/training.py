@@ -12,119 +12,117 @@ from heliosfl.errors import ConfigError, InsufficientNodes
 from heliosfl.events import EventBus, TrainingFinished, TrainingStarted
 from heliosfl.records import RoundStatus, StopReason, TrainingResult
 
-__all__ = ["TrainingRun", "run_training"]
+__all__ = ["TrainingRun"]
 
 
-def _result(
-    coordinator: Coordinator,
-    reason: StopReason,
-    start_round: int,
-    started: float,
-    error: str | None,
-) -> TrainingResult:
-    state = coordinator.state
-    completed = [r for r in coordinator.history if r.status is RoundStatus.COMPLETED]
-    last = completed[-1] if completed else None
-    return TrainingResult(
-        model_id=coordinator.model_id,
-        stop_reason=reason,
-        rounds_completed=coordinator.current_round - start_round,
-        current_round=coordinator.current_round,
-        final_accuracy=None if last is None else last.validation_accuracy,
-        final_loss=None if last is None else last.validation_loss,
-        best_accuracy=state.best_accuracy,
-        best_loss=state.best_loss,
-        duration_secs=time.perf_counter() - started,
-        error=error,
-    )
+class TrainingRun:
+    """A training run in progress: await it for the :class:`TrainingResult`.
 
-
-async def run_training(coordinator: Coordinator, events: EventBus) -> TrainingResult:
-    """Run rounds until a stopping rule, ``max_rounds``, or a lost quorum.
+    Creating a run marks the coordinator as training and publishes ``TrainingStarted``
+    at once; whatever ends the run (its stopping rules, an error, or :meth:`cancel`, even
+    before the task first runs) publishes ``TrainingFinished`` exactly once and clears the
+    flag. ``await run`` returns the result or raises what ended the run (``CancelledError``
+    after :meth:`cancel`); the model stays at its last committed round.
 
     Parameters
     ----------
     coordinator : Coordinator
         The model's coordinator, with its nodes registered.
     events : EventBus
-        Where ``TrainingStarted`` and ``TrainingFinished`` are published.
-
-    Returns
-    -------
-    TrainingResult
-        Why training stopped and the final figures.
+        Where the run's start and end are published.
 
     Raises
     ------
-    InsufficientNodes
-        If too few nodes are available, or ``max_failed_attempts`` consecutive round
-        attempts lack quorum. Every committed round stays committed.
-    asyncio.CancelledError
-        If the run is cancelled; the model stays at its last committed round.
-    """
-    rc = coordinator.config.round_config
-    if coordinator.is_training:
-        raise ConfigError(
-            "model_id", coordinator.model_id, "a model with no training run in progress"
-        )
-    coordinator.is_training = True
-    start_round = coordinator.current_round
-    started = time.perf_counter()
-    events.publish(
-        TrainingStarted(
-            model_id=coordinator.model_id, start_round=start_round + 1, max_rounds=rc.max_rounds
-        )
-    )
-    reason = StopReason.MAX_ROUNDS
-    error: BaseException | None = None
-    failed_attempts = 0
-    try:
-        while True:
-            if coordinator.stop_reason is not None:
-                reason = coordinator.stop_reason
-                break
-            if coordinator.current_round >= rc.max_rounds:
-                reason = StopReason.MAX_ROUNDS
-                break
-            try:
-                await coordinator.run_round()
-            except InsufficientNodes as exc:
-                if exc.what == "available nodes" or exc.what == "selected nodes":
-                    raise
-                failed_attempts += 1
-                if failed_attempts >= rc.max_failed_attempts:
-                    raise
-            else:
-                failed_attempts = 0
-    except asyncio.CancelledError:
-        reason, error = StopReason.CANCELLED, None
-        raise
-    except InsufficientNodes as exc:
-        reason, error = StopReason.INSUFFICIENT_NODES, exc
-        raise
-    except BaseException as exc:
-        reason, error = StopReason.ERROR, exc
-        raise
-    finally:
-        coordinator.is_training = False
-        result = _result(
-            coordinator, reason, start_round, started, None if error is None else str(error)
-        )
-        events.publish(TrainingFinished(model_id=coordinator.model_id, result=result))
-    return result
-
-
-class TrainingRun:
-    """A training run in progress: await it for the :class:`TrainingResult`.
-
-    ``await run`` returns the result or raises what ended the run; :meth:`cancel` stops it
-    after the current round's nodes are told to stop, leaving the model at its last
-    committed round.
+    ConfigError
+        If the coordinator is already training.
     """
 
-    def __init__(self, model_id: str, task: asyncio.Task[TrainingResult]) -> None:
-        self.model_id = model_id
-        self._task = task
+    def __init__(self, coordinator: Coordinator, events: EventBus) -> None:
+        if coordinator.is_training:
+            raise ConfigError(
+                "model_id",
+                coordinator.model_id,
+                "a model with no training run in progress",
+                "Await or cancel the current run first.",
+            )
+        self.model_id = coordinator.model_id
+        self._coordinator = coordinator
+        self._events = events
+        self._start_round = coordinator.current_round
+        self._started = time.perf_counter()
+        self._finished = False
+        coordinator.is_training = True
+        rc = coordinator.config.round_config
+        events.publish(
+            TrainingStarted(
+                model_id=self.model_id,
+                start_round=self._start_round + 1,
+                max_rounds=rc.max_rounds,
+            )
+        )
+        self._task = asyncio.create_task(self._loop(), name=f"heliosfl-train-{self.model_id}")
+        self._task.add_done_callback(self._on_done)
+
+    async def _loop(self) -> TrainingResult:
+        coordinator = self._coordinator
+        rc = coordinator.config.round_config
+        failed_attempts = 0
+        try:
+            while True:
+                if coordinator.stop_reason is not None:
+                    return self._finish(coordinator.stop_reason, None)
+                if coordinator.current_round >= rc.max_rounds:
+                    return self._finish(StopReason.MAX_ROUNDS, None)
+                try:
+                    await coordinator.next_round()
+                except InsufficientNodes as exc:
+                    if exc.what != "successful updates":
+                        raise  # too few nodes to select: retrying changes nothing
+                    failed_attempts += 1
+                    if failed_attempts >= rc.max_failed_attempts:
+                        raise
+                else:
+                    failed_attempts = 0
+        except asyncio.CancelledError:
+            self._finish(StopReason.CANCELLED, None)
+            raise
+        except InsufficientNodes as exc:
+            self._finish(StopReason.INSUFFICIENT_NODES, exc)
+            raise
+        except Exception as exc:
+            self._finish(StopReason.ERROR, exc)
+            raise
+
+    def _finish(self, reason: StopReason, error: BaseException | None) -> TrainingResult:
+        """Clear the training flag and publish TrainingFinished (once)."""
+        result = self._result(reason, error)
+        if not self._finished:
+            self._finished = True
+            self._coordinator.is_training = False
+            self._events.publish(TrainingFinished(model_id=self.model_id, result=result))
+        return result
+
+    def _on_done(self, task: asyncio.Task[TrainingResult]) -> None:
+        if not self._finished:  # cancelled before the loop ever ran
+            self._finish(StopReason.CANCELLED, None)
+
+    def _result(self, reason: StopReason, error: BaseException | None) -> TrainingResult:
+        coordinator = self._coordinator
+        state = coordinator.state
+        completed = [r for r in coordinator.history if r.status is RoundStatus.COMPLETED]
+        last = completed[-1] if completed else None
+        return TrainingResult(
+            model_id=self.model_id,
+            stop_reason=reason,
+            rounds_completed=coordinator.current_round - self._start_round,
+            current_round=coordinator.current_round,
+            final_accuracy=None if last is None else last.validation_accuracy,
+            final_loss=None if last is None else last.validation_loss,
+            best_accuracy=state.best_accuracy,
+            best_loss=state.best_loss,
+            duration_secs=time.perf_counter() - self._started,
+            error=None if error is None else str(error),
+        )
 
     def __await__(self) -> Generator[Any, None, TrainingResult]:
         return self._task.__await__()

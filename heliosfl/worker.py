@@ -16,11 +16,12 @@ import numpy.typing as npt
 from heliosfl.backends.base import Backend, CallAbandoned, StopFlag
 from heliosfl.config import WorkerConfig
 from heliosfl.data import NodeData
-from heliosfl.errors import NodeFailure
+from heliosfl.errors import NodeFailure, NodeTimeout
 from heliosfl.faults import FaultPlan, NodeFault, SimulatedCrash
 from heliosfl.models import Model, TrainingStopped, local_sgd
 from heliosfl.records import ModelUpdate
 from heliosfl.seeding import Stream, rng_for
+from heliosfl.validation import check_float
 
 if TYPE_CHECKING:
     from heliosfl.coordinator import Coordinator
@@ -48,6 +49,8 @@ class TrainContext:
         Default local learning rate (``RoundConfig.learning_rate``).
     prox_mu : float
         FedProx proximal coefficient (0 for other strategies).
+    attempt : int
+        Which attempt at the round (simulated faults are drawn afresh for a retry).
     """
 
     model_id: str
@@ -57,6 +60,7 @@ class TrainContext:
     seed: int
     learning_rate: float
     prox_mu: float
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,9 @@ class FederatedWorker:
         """Training rows held by the node (0 without data)."""
         return 0 if self.data is None else len(self.data)
 
-    async def train_local_model(self, model_id: str | None = None) -> ModelUpdate:
+    async def train_local_model(
+        self, model_id: str | None = None, *, timeout_secs: float | None = None
+    ) -> ModelUpdate:
         """Train the current global model on this node's data for one round.
 
         Parameters
@@ -131,6 +137,9 @@ class FederatedWorker:
         model_id : str or None
             The model to train; may be omitted when the node is registered with one
             coordinator only.
+        timeout_secs : float or None
+            Give up after this many seconds (> 0) and raise :class:`NodeTimeout`. Without
+            it there is no limit: a simulated hang waits until the caller's own timeout.
 
         Returns
         -------
@@ -143,10 +152,20 @@ class FederatedWorker:
             If the node is not registered with a coordinator of that model.
         NodeFailure
             If local training raised (the reason is in the message).
+        NodeTimeout
+            If ``timeout_secs`` passed first (a ``TimeoutError``).
         """
+        if timeout_secs is not None:
+            timeout_secs = check_float("timeout_secs", timeout_secs, low=0.0)
         coordinator = self._resolve(self.node_id, model_id)
         context = coordinator.training_context(self.node_id)
-        return await self.train(context)
+        if timeout_secs is None:
+            return await self.train(context)
+        try:
+            async with asyncio.timeout(timeout_secs):
+                return await self.train(context)
+        except TimeoutError:
+            raise NodeTimeout(self.node_id, timeout_secs) from None
 
     async def train(self, context: TrainContext) -> ModelUpdate:
         """Train for ``context`` on the backend; cancelling the await stops the training.
@@ -179,12 +198,35 @@ class FederatedWorker:
         plan = FaultPlan()
         if self.fault is not None:
             rng = rng_for(
-                context.seed, Stream.FAULTS, context.model_id, context.round_number, self.node_id
+                context.seed,
+                Stream.FAULTS,
+                context.model_id,
+                context.round_number,
+                self.node_id,
+                attempt=context.attempt,
             )
             plan = self.fault.plan(rng)
         stop = StopFlag()
         call = functools.partial(self._train_sync, context, stop, plan.crash)
         return NodeJob(call=call, stop=stop, latency_secs=plan.latency_secs)
+
+    def evaluation_call(
+        self, model: Model, params: npt.NDArray[np.float64]
+    ) -> Callable[[], tuple[float, float, int] | None]:
+        """A call that evaluates ``params`` on this node's validation split.
+
+        It returns ``(loss, accuracy, rows)``, or ``None`` when the node keeps no
+        validation split. Only these three numbers leave the node.
+        """
+        data = self.data
+
+        def evaluate() -> tuple[float, float, int] | None:
+            if data is None or data.X_val is None or data.y_val is None or len(data.y_val) == 0:
+                return None
+            figures = model.evaluate(params, data.X_val, data.y_val)
+            return float(figures["loss"]), float(figures["accuracy"]), len(data.y_val)
+
+        return evaluate
 
     @staticmethod
     async def deliver(job: NodeJob) -> None:

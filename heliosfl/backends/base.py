@@ -78,6 +78,7 @@ class JobHandle(Generic[T]):
     budget_secs: float = math.inf
     started_at: float | None = None
     finished_at: float | None = None
+    abandoned: bool = False
 
     @property
     def running(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -31,6 +32,8 @@ from heliosfl.backends.base import CallAbandoned, JobHandle, StopFlag
 from heliosfl.errors import ClosedError, ConfigError
 
 __all__ = ["InlineBackend"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -55,6 +58,8 @@ class _Batch:
         self.flush_scheduled = False
         self.last_report = 0.0
         self.extra_lanes = 0
+        self.lanes_alive = 0  # lanes of this batch that have started and not exited
+        self.lanes_stuck = 0  # of those, lanes running a call that was abandoned
 
     def post(self, job: JobHandle[Any], value: Any, error: BaseException | None) -> None:
         """Queue a result for the loop (from a lane).
@@ -110,8 +115,11 @@ class InlineBackend:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError("max_workers", max_workers, "an integer >= 1")
         self.max_workers = max_workers
+        self._capacity = max_workers + MAX_EXTRA_LANES
+        self._busy = 0  # threads inside a lane, across batches
+        self._busy_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers=max_workers + MAX_EXTRA_LANES, thread_name_prefix="heliosfl-node"
+            max_workers=self._capacity, thread_name_prefix="heliosfl-node"
         )
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
@@ -176,9 +184,43 @@ class InlineBackend:
                 continue
             if now - started > job.budget_secs + WATCHDOG_SECS:
                 job.result.set_exception(CallAbandoned("the call overran its budget"))
+                with batch.lock:
+                    if job.finished_at is None:
+                        job.abandoned = True
+                        batch.lanes_stuck += 1
+                logger.warning(
+                    "a node call ran %.3g s past its %.3g s budget and ignored its stop flag; "
+                    "its thread stays busy until it returns",
+                    now - started - job.budget_secs,
+                    job.budget_secs,
+                )
                 self._add_lane(batch)
+        if pending:
+            self._fail_if_starved(batch)
         if pending and self._pool is not None:
             batch.loop.call_later(WATCHDOG_SECS, self._watch, batch)
+
+    def _fail_if_starved(self, batch: _Batch) -> None:
+        """Fail queued calls that can never start: every thread is held by stuck calls."""
+        with batch.lock:
+            healthy = batch.lanes_alive - batch.lanes_stuck
+            if not batch.queue or healthy > 0:
+                return
+        with self._busy_lock:
+            free = self._capacity - self._busy
+        if free > 0:
+            return
+        with batch.lock:
+            starved = list(batch.queue)
+            batch.queue.clear()
+        for job in starved:
+            if not job.result.done():
+                job.result.set_exception(
+                    CallAbandoned(
+                        f"no thread is free: all {self._capacity} are held by calls that "
+                        "ignored their stop flags"
+                    )
+                )
 
     def _add_lane(self, batch: _Batch) -> None:
         with batch.lock:
@@ -188,18 +230,30 @@ class InlineBackend:
         if self._pool is not None:
             self._pool.submit(self._lane, batch)
 
-    @staticmethod
-    def _lane(batch: _Batch) -> None:
-        while (job := batch.take()) is not None:
-            job.started_at = time.monotonic()
-            if job.stop is not None and math.isfinite(job.budget_secs):
-                job.stop.arm(job.budget_secs)
-            try:
-                value, error = job.call(), None
-            except Exception as exc:
-                value, error = None, exc
-            job.finished_at = time.monotonic()
-            batch.post(job, value, error)
+    def _lane(self, batch: _Batch) -> None:
+        with self._busy_lock:
+            self._busy += 1
+        with batch.lock:
+            batch.lanes_alive += 1
+        try:
+            while (job := batch.take()) is not None:
+                job.started_at = time.monotonic()
+                if job.stop is not None and math.isfinite(job.budget_secs):
+                    job.stop.arm(job.budget_secs)
+                try:
+                    value, error = job.call(), None
+                except Exception as exc:
+                    value, error = None, exc
+                with batch.lock:
+                    job.finished_at = time.monotonic()
+                    if job.abandoned:
+                        batch.lanes_stuck -= 1
+                batch.post(job, value, error)
+        finally:
+            with batch.lock:
+                batch.lanes_alive -= 1
+            with self._busy_lock:
+                self._busy -= 1
 
     def close(self) -> None:
         """Stop accepting work; running calls finish on their own."""

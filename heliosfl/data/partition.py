@@ -40,6 +40,12 @@ logger = logging.getLogger(__name__)
 _MAX_TRIES = 50
 """Dirichlet draws tried before topping up the nodes that came out short."""
 
+_MAX_TABLE_BYTES = 4 * 2**30
+"""Most memory the ``"dirichlet"`` scheme's class-by-node tables may take."""
+
+_TABLE_CELL_BYTES = 64
+"""Bytes per (class, node) cell: the shares, counts and their temporaries."""
+
 
 class PartitionScheme(StrEnum):
     """How :func:`partition` shares rows among nodes (see the module docstring)."""
@@ -91,7 +97,8 @@ def partition(
         If ``data`` is not a NodeData or already has a validation split, ``num_nodes`` or
         ``min_samples`` is below 1, ``num_nodes * min_samples`` exceeds the rows, ``alpha``
         is not a finite number ``> 0``, ``scheme`` is unknown, ``val_fraction`` is outside
-        ``[0, 1)`` or ``seed`` is not an integer ``>= 0``.
+        ``[0, 1)`` or ``seed`` is not an integer ``>= 0``; or, for ``"dirichlet"``, if its
+        classes x nodes tables (about 64 bytes a cell) would exceed 4 GiB.
 
     Notes
     -----
@@ -182,6 +189,7 @@ def _dirichlet_assignment(
 ) -> IntArray:
     """Assign every row a node by per-class Dirichlet shares, each node >= min_samples."""
     classes, class_of_row = np.unique(y, return_inverse=True)
+    _check_table_size(int(classes.shape[0]), num_nodes)
     class_sizes = np.bincount(class_of_row, minlength=classes.shape[0])
     concentration = np.full(num_nodes, alpha)
     for _ in range(_MAX_TRIES):
@@ -203,6 +211,20 @@ def _dirichlet_assignment(
         members = rng.permutation(np.flatnonzero(class_of_row == label))
         node_of_row[members] = np.repeat(np.arange(num_nodes), class_counts)
     return node_of_row
+
+
+def _check_table_size(num_classes: int, num_nodes: int) -> None:
+    """Refuse, before allocating them, class-by-node tables larger than 4 GiB."""
+    if num_classes * num_nodes * _TABLE_CELL_BYTES > _MAX_TABLE_BYTES:
+        most = _MAX_TABLE_BYTES // (num_classes * _TABLE_CELL_BYTES)
+        raise ConfigError(
+            "num_nodes",
+            num_nodes,
+            f"at most {most:,} for the 'dirichlet' scheme with {num_classes:,} classes, so "
+            f"that its class-by-node tables fit in {_MAX_TABLE_BYTES // 2**30} GiB",
+            hint="Use fewer nodes, or the 'iid' or 'quantity' scheme (their memory does not "
+            "grow with the number of classes).",
+        )
 
 
 def _split_counts(class_sizes: IntArray, shares: FloatArray) -> IntArray:

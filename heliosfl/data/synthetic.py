@@ -42,7 +42,28 @@ _SCALE_SPREAD = 0.2
 """Log-standard deviation of the per-feature scales, per unit of ``covariate_shift``."""
 
 _BLOCK_ROWS = 32768
-"""Rows generated per vectorised step."""
+"""Rows generated per vectorised step (fewer when rows are wide)."""
+
+_BLOCK_VALUES = 32 * _BLOCK_ROWS
+"""Values (rows x features, or rows x classes) a vectorised step handles at most."""
+
+_MAX_CLASSES = 10_000
+"""Most classes :func:`synthetic_sites` generates."""
+
+_MAX_FEATURES = 100_000
+"""Most feature columns :func:`synthetic_sites` generates."""
+
+_MAX_BYTES = 4 * 2**30
+"""Most memory (bytes) :func:`synthetic_sites` may need; larger requests are refused."""
+
+_ROW_BYTES = 256
+"""Bytes per row besides its features: label, site and position indices, subject id."""
+
+_SITE_BYTES = 2048
+"""Bytes per site besides its parameters: the NodeData object and its array views."""
+
+_FIXED_BYTES = 64 * 2**20
+"""Temporaries of one vectorised step, and slack."""
 
 
 def synthetic_sites(
@@ -68,9 +89,9 @@ def synthetic_sites(
         Rows per site, ``>= 1``; a ``(low, high)`` pair draws each site's size uniformly
         from ``low..high`` inclusive (quantity skew).
     num_features : int, default 30
-        Feature columns, ``>= 1``.
+        Feature columns, from 1 to 100,000.
     num_classes : int, default 2
-        Classes, ``>= 2``; labels are ``0..num_classes-1``.
+        Classes, from 2 to 10,000; labels are ``0..num_classes-1``.
     covariate_shift : float, default 0.5
         Size of each site's feature offset (and spread of its feature scales), ``>= 0``.
     label_skew : float or None, default 1.0
@@ -101,12 +122,18 @@ def synthetic_sites(
     Raises
     ------
     ConfigError
-        If any argument is outside the range stated above.
+        If any argument is outside the range stated above, or the arguments together ask
+        for more than 4 GiB of memory (checked before anything is allocated).
 
     Notes
     -----
     Rows within a site are independent draws, so its validation split is simply its last
     rows. Generating 10,000 sites of 100 rows and 30 features takes about a second.
+
+    The memory needed is estimated up front: about ``8 * num_features + 256`` bytes per
+    row (training and test), ``24 * (num_features + num_classes)`` bytes per site and
+    ``16 * num_classes * num_features`` bytes of class means. Requests above 4 GiB raise
+    :class:`~heliosfl.errors.ConfigError` naming the argument that needs the most.
 
     Examples
     --------
@@ -116,8 +143,12 @@ def synthetic_sites(
     """
     num_sites = check_int("num_sites", num_sites, minimum=1)
     low, high = _check_sizes(samples_per_site)
-    num_features = check_int("num_features", num_features, minimum=1)
-    num_classes = check_int("num_classes", num_classes, minimum=2)
+    num_features = _check_at_most(
+        "num_features", check_int("num_features", num_features, minimum=1), 1, _MAX_FEATURES
+    )
+    num_classes = _check_at_most(
+        "num_classes", check_int("num_classes", num_classes, minimum=2), 2, _MAX_CLASSES
+    )
     covariate_shift = check_number("covariate_shift", covariate_shift, low=0.0, open_=False)
     concentration = None
     if label_skew is not None:
@@ -126,6 +157,13 @@ def synthetic_sites(
     val_fraction = check_number("val_fraction", val_fraction, low=0.0, open_=False, high=1.0)
     test_samples = check_int("test_samples", test_samples, minimum=1)
     seed = check_int("seed", seed, minimum=0)
+    _check_memory(
+        num_sites=num_sites,
+        max_rows=num_sites * high,
+        num_features=num_features,
+        num_classes=num_classes,
+        test_samples=test_samples,
+    )
 
     means_seed, sites_seed, rows_seed, test_seed = np.random.SeedSequence(seed).spawn(4)
     rng = np.random.default_rng(means_seed)
@@ -188,6 +226,65 @@ def _check_sizes(samples_per_site: object) -> tuple[int, int]:
     return size, size
 
 
+def _check_at_most(name: str, value: int, low: int, high: int) -> int:
+    """``value`` if it is at most ``high``, else a ConfigError naming the limit."""
+    if value > high:
+        raise ConfigError(
+            name,
+            value,
+            f"an integer in [{low:,}, {high:,}]",
+            hint="Larger values would not fit in memory alongside the rows.",
+        )
+    return value
+
+
+def _estimated_bytes(
+    *, num_sites: int, max_rows: int, num_features: int, num_classes: int, test_samples: int
+) -> dict[str, tuple[int, int]]:
+    """Estimate the peak memory of :func:`synthetic_sites`, term by term.
+
+    Returns
+    -------
+    dict of str to (int, int)
+        For each argument (or product of arguments) that memory grows with, its value and
+        the bytes per unit of it: ``value * unit`` bytes. A further ``_FIXED_BYTES`` cover
+        the temporaries of one vectorised step.
+    """
+    row_bytes = 8 * num_features + _ROW_BYTES
+    return {
+        "num_sites * samples_per_site": (max_rows, row_bytes),
+        "test_samples": (test_samples, row_bytes),
+        "num_sites": (num_sites, 24 * (num_features + num_classes) + _SITE_BYTES),
+        "num_classes * num_features": (num_classes * num_features, 16),
+    }
+
+
+def _check_memory(
+    *, num_sites: int, max_rows: int, num_features: int, num_classes: int, test_samples: int
+) -> None:
+    """Refuse, before allocating anything, arguments that need more than ``_MAX_BYTES``."""
+    terms = _estimated_bytes(
+        num_sites=num_sites,
+        max_rows=max_rows,
+        num_features=num_features,
+        num_classes=num_classes,
+        test_samples=test_samples,
+    )
+    total = _FIXED_BYTES + sum(value * unit for value, unit in terms.values())
+    if total <= _MAX_BYTES:
+        return
+    name, (value, unit) = max(terms.items(), key=lambda item: item[1][0] * item[1][1])
+    most = max(0, (_MAX_BYTES - (total - value * unit)) // unit)
+    raise ConfigError(
+        name,
+        value,
+        f"at most {most:,} with num_features={num_features:,} and num_classes="
+        f"{num_classes:,}, so that the generated data fit in {_MAX_BYTES // 2**30} GiB "
+        f"(these arguments need about {total / 2**30:.1f} GiB)",
+        hint="Use fewer sites, samples per site, features or classes, or a smaller test set.",
+    )
+
+
 def _draw_rows(
     rng: np.random.Generator,
     site_of_row: IntArray,
@@ -197,19 +294,26 @@ def _draw_rows(
     scales: FloatArray,
 ) -> tuple[FloatArray, IntArray]:
     """Draw one row per entry of ``site_of_row``; return read-only ``(X, y)``."""
-    # Inverse-CDF sampling of every row's label at once; the last cumulative value is
-    # left out so rounding can never produce a label past num_classes - 1.
+    # Inverse-CDF sampling of the labels, vectorised over blocks of rows; the last
+    # cumulative value is left out so rounding can never produce a label past
+    # num_classes - 1.
     cumulative = np.cumsum(proportions[:, :-1], axis=1)
     rows = int(site_of_row.shape[0])
     uniform = rng.random(size=rows)
-    y = (uniform[:, None] >= cumulative[site_of_row]).sum(axis=1).astype(np.int64)
+    y = np.empty(rows, dtype=np.int64)
+    step = max(1, _BLOCK_VALUES // cumulative.shape[1])
+    for start in range(0, rows, step):
+        stop = start + step
+        below = uniform[start:stop, None] >= cumulative[site_of_row[start:stop]]
+        np.sum(below, axis=1, out=y[start:stop])
     X = np.empty((rows, means.shape[1]))
     # Blocks of rows keep the gathered temporaries small (one 240 MB temporary per step
     # would cost more in page faults than the arithmetic).
-    for start in range(0, rows, _BLOCK_ROWS):
-        block, sites = X[start : start + _BLOCK_ROWS], site_of_row[start : start + _BLOCK_ROWS]
+    step = max(1, min(_BLOCK_ROWS, _BLOCK_VALUES // means.shape[1]))
+    for start in range(0, rows, step):
+        block, sites = X[start : start + step], site_of_row[start : start + step]
         rng.standard_normal(out=block)
-        block += means[y[start : start + _BLOCK_ROWS]]
+        block += means[y[start : start + step]]
         block *= scales[sites]
         block += offsets[sites]
     return frozen(X), frozen(y)

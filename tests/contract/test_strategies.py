@@ -446,6 +446,64 @@ def test_fedopt_rejects_invalid_settings(settings: dict[str, Any], field: str) -
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: FedProx(mu=np.float32(0.1)), id="FedProx.mu-float32"),
+        pytest.param(lambda: FedProx(mu=np.int64(2)), id="FedProx.mu-int64"),
+        pytest.param(
+            lambda: FedOpt(
+                server_learning_rate=np.float32(0.1),
+                beta1=np.float32(0.5),
+                beta2=np.float16(0.25),
+                tau=np.int32(1),
+            ),
+            id="FedOpt-numpy",
+        ),
+    ],
+)
+def test_numpy_numbers_are_accepted_and_stored_as_builtin_floats(make: Any) -> None:
+    strategy = make()
+    data = strategy.to_dict()
+    for name, value in data.items():
+        if name not in ("name", "optimizer"):
+            assert type(value) is float, name
+    back = strategy_from_dict(json.loads(json.dumps(data)))
+    assert back == strategy
+    assert FedProx(mu=np.float32(0.1)).mu == float(np.float32(0.1))
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        pytest.param(lambda: FedProx(mu=np.float32("nan")), "FedProx.mu", id="mu-nan32"),
+        pytest.param(lambda: FedProx(mu=np.float64(-1.0)), "FedProx.mu", id="mu-neg64"),
+        pytest.param(lambda: FedProx(mu=np.bool_(True)), "FedProx.mu", id="mu-np-bool"),
+        pytest.param(
+            lambda: FedOpt(server_learning_rate=np.float32("inf")),
+            "FedOpt.server_learning_rate",
+            id="eta-inf32",
+        ),
+        pytest.param(lambda: FedOpt(beta2=np.float32(1.0)), "FedOpt.beta2", id="beta2-one32"),
+        pytest.param(lambda: FedOpt(optimizer=3), "FedOpt.optimizer", id="optimizer-int"),
+    ],
+)
+def test_invalid_numpy_numbers_are_rejected_with_the_message_shape(make: Any, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field} must be ")
+    assert " Found " in str(info.value)
+
+
+@pytest.mark.parametrize("optimizer", ["Adam", "ADAM", "yOgI", "AdaGrad"])
+def test_fedopt_optimizer_is_case_insensitive(optimizer: str) -> None:
+    strategy = FedOpt(optimizer=optimizer)  # type: ignore[arg-type]
+    assert strategy.optimizer == optimizer.lower()
+    assert strategy == FedOpt(optimizer=optimizer.lower())  # type: ignore[arg-type]
+    assert strategy_from_dict({"name": "fedopt", "optimizer": optimizer}) == strategy
+
+
 # ---------------------------------------------------------------------------------------
 # Names and dicts
 # ---------------------------------------------------------------------------------------

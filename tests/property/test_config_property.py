@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +104,62 @@ def test_config_json_round_trip(
     back = Config.from_dict(json.loads(json.dumps(cfg.to_dict(), allow_nan=False)))
     assert back == cfg
     assert back.strategy == strategy
+
+
+def _leaf_types(value: Any) -> set[type]:
+    if isinstance(value, dict):
+        return {t for v in value.values() for t in _leaf_types(v)}
+    return {type(value)}
+
+
+numpy_int_types = st.sampled_from([np.int64, np.uint64, np.intp])
+
+
+@given(
+    round_config=round_configs(),
+    strategy=strategy_objects(),
+    seed=st.integers(min_value=0, max_value=2**63 - 1),
+    int_type=numpy_int_types,
+)
+@settings(max_examples=50)
+def test_configs_built_from_numpy_scalars_hold_builtins_and_round_trip(
+    round_config: RoundConfig, strategy: Strategy, seed: int, int_type: type
+) -> None:
+    # Prepare: the same config, every number a numpy scalar (float64 and the ints are exact).
+    rc = round_config
+    k = rc.selection_strategy.k
+    numpy_rc = RoundConfig(
+        max_rounds=int_type(rc.max_rounds),
+        min_nodes_per_round=int_type(rc.min_nodes_per_round),
+        selection_strategy=NodeSelectionStrategy(
+            kind=rc.selection_strategy.kind, k=None if k is None else int_type(k)
+        ),
+        node_timeout_secs=np.float64(rc.node_timeout_secs),
+        target_accuracy=None if rc.target_accuracy is None else np.float64(rc.target_accuracy),
+        learning_rate=np.float64(rc.learning_rate),
+        convergence_threshold=np.float64(rc.convergence_threshold),
+        max_failed_attempts=int_type(rc.max_failed_attempts),
+    )
+    settings_ = {
+        name: np.float64(value) if isinstance(value, float) else value
+        for name, value in strategy.to_dict().items()
+        if name != "name"
+    }
+    numpy_strategy = type(strategy)(**settings_)
+    # Execute
+    cfg = Config(aggregation_strategy=numpy_strategy, round_config=numpy_rc, seed=np.uint64(seed))
+    data = cfg.to_dict()
+    back = Config.from_dict(json.loads(json.dumps(data, allow_nan=False)))
+    # Assert
+    assert _leaf_types(data) <= {int, float, str, bool, type(None)}
+    assert back == cfg
+    assert back.round_config == rc
+    assert back.strategy == strategy
+    assert type(cfg.seed) is int
+    assert type(cfg.round_config.max_rounds) is int
+    assert type(cfg.round_config.min_nodes_per_round) is int
+    assert type(cfg.round_config.max_failed_attempts) is int
+    assert k is None or type(cfg.round_config.selection_strategy.k) is int
 
 
 @given(

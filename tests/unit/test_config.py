@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from heliosfl.config import (
@@ -369,6 +370,88 @@ def test_numbers_are_normalised_to_float() -> None:
     assert type(rc.target_accuracy) is float
     dp = DifferentialPrivacyConfig(epsilon=2)
     assert type(dp.epsilon) is float
+
+
+def _leaf_types(value: Any) -> set[type]:
+    """The types of every leaf of a nested ``to_dict`` result."""
+    if isinstance(value, dict):
+        return {t for v in value.values() for t in _leaf_types(v)}
+    if isinstance(value, list):
+        return {t for v in value for t in _leaf_types(v)}
+    return {type(value)}
+
+
+def _numpy_built_config() -> Config:
+    return Config(
+        aggregation_strategy=FedOpt(
+            optimizer="yogi",
+            server_learning_rate=np.float32(0.5),
+            beta1=np.float64(0.8),
+            beta2=np.float32(0.25),
+            tau=np.float16(0.125),
+        ),
+        round_config=RoundConfig(
+            max_rounds=np.int64(50),
+            min_nodes_per_round=np.int32(2),
+            selection_strategy=NodeSelectionStrategy.random(k=np.uint8(7)),
+            node_timeout_secs=np.float32(2.5),
+            target_accuracy=np.float64(0.75),
+            learning_rate=np.float32(0.125),
+            convergence_threshold=np.float64(0.0),
+            max_failed_attempts=np.int16(4),
+        ),
+        enable_privacy=True,
+        privacy_config=DifferentialPrivacyConfig(epsilon=np.float32(1.5), delta=np.float64(1e-6)),
+        seed=np.int64(3),
+    )
+
+
+def test_numpy_scalars_are_stored_as_builtin_numbers_and_round_trip_json() -> None:
+    cfg = _numpy_built_config()
+    rc = cfg.round_config
+    for value in (
+        rc.max_rounds,
+        rc.min_nodes_per_round,
+        rc.max_failed_attempts,
+        rc.selection_strategy.k,
+        cfg.seed,
+    ):
+        assert type(value) is int
+    for value in (rc.node_timeout_secs, rc.learning_rate, rc.target_accuracy, cfg.strategy.tau):
+        assert type(value) is float
+    data = cfg.to_dict()
+    assert _leaf_types(data) <= {int, float, str, bool, type(None)}
+    back = Config.from_dict(json.loads(json.dumps(data, allow_nan=False)))
+    assert back == cfg
+    assert back.to_dict() == data
+    assert type(back.seed) is int and back.seed == 3
+    assert json.dumps(Config(seed=np.int64(3)).to_dict())
+
+
+def test_worker_config_numpy_integers_are_stored_as_int() -> None:
+    wc = WorkerConfig(
+        node_id=np.str_("n1"),
+        local_epochs=np.int64(2),
+        batch_size=np.int32(16),
+        learning_rate=np.float32(0.5),
+    )
+    assert (type(wc.node_id), type(wc.local_epochs), type(wc.batch_size)) == (str, int, int)
+    assert type(wc.learning_rate) is float
+    back = WorkerConfig.from_dict(json.loads(json.dumps(wc.to_dict())))
+    assert back == wc
+
+
+def test_enum_strings_are_case_insensitive() -> None:
+    assert NodeSelectionStrategy(kind="Most_Data", k=2).kind is SelectionKind.MOST_DATA
+    assert NodeSelectionStrategy(kind="ALL").kind is SelectionKind.ALL
+    assert DifferentialPrivacyConfig(mechanism="Laplace").mechanism is NoiseMechanism.LAPLACE
+    assert DifferentialPrivacyConfig(mechanism="GAUSSIAN").mechanism is NoiseMechanism.GAUSSIAN
+    assert_config_error(
+        lambda: DifferentialPrivacyConfig(mechanism="Uniform"),
+        "privacy_config.mechanism",
+        "Uniform",
+        "one of 'gaussian', 'laplace'",
+    )
 
 
 def test_strings_are_normalised_to_enums() -> None:

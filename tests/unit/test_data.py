@@ -7,6 +7,7 @@ import logging
 import math
 import pickle
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
 import heliosfl.data as data_pkg
+import heliosfl.data.synthetic as synthetic_module
 from heliosfl.data import (
     DATASETS,
     NodeData,
@@ -429,6 +431,121 @@ def test_synthetic_sites_rejects_bad_arguments(kwargs: dict[str, object], field:
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field", "allowed"),
+    [
+        ({"num_classes": 10**9}, "num_classes", "an integer in [2, 10,000]"),
+        ({"num_classes": 10_001}, "num_classes", "an integer in [2, 10,000]"),
+        ({"num_features": 10**6}, "num_features", "an integer in [1, 100,000]"),
+        ({"num_features": np.int64(100_001)}, "num_features", "an integer in [1, 100,000]"),
+    ],
+)
+def test_synthetic_sites_caps_classes_and_features(
+    kwargs: dict[str, object], field: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        synthetic_sites(num_sites=2, **kwargs)  # type: ignore[arg-type]
+
+    assert info.value.field == field
+    assert info.value.allowed == allowed
+    assert str(info.value).startswith(f"{field} must be {allowed}. Found ")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "value"),
+    [
+        pytest.param(
+            {"num_sites": 10**7, "samples_per_site": 1000},
+            "num_sites * samples_per_site",
+            10**10,
+            id="rows",
+        ),
+        pytest.param(
+            {"num_sites": 2, "samples_per_site": (1, 10**9)},
+            "num_sites * samples_per_site",
+            2 * 10**9,
+            id="rows-range",
+        ),
+        pytest.param(
+            {"num_sites": 2, "test_samples": 10**9}, "test_samples", 10**9, id="test-rows"
+        ),
+        pytest.param(
+            {"num_sites": 10**6, "samples_per_site": 1, "num_classes": 10_000},
+            "num_sites",
+            10**6,
+            id="site-tables",
+        ),
+        pytest.param(
+            {
+                "num_sites": 1,
+                "samples_per_site": 1,
+                "num_classes": 10_000,
+                "num_features": 100_000,
+                "test_samples": 1,
+            },
+            "num_classes * num_features",
+            10**9,
+            id="class-means",
+        ),
+    ],
+)
+def test_synthetic_sites_refuses_more_than_4_gib_up_front(
+    kwargs: dict[str, object], field: str, value: int
+) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        synthetic_sites(**kwargs)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+
+    err = info.value
+    assert (err.field, err.value) == (field, value)
+    assert str(err).startswith(f"{field} must be at most ")
+    assert "fit in 4 GiB" in str(err) and f"Found {value}." in str(err)
+    assert elapsed < 1.0, "the size check must come before any allocation"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"num_sites": 5, "num_classes": 10_000}, id="many-classes"),
+        pytest.param(
+            {"num_sites": 2, "samples_per_site": 20, "num_features": 20_000}, id="wide-rows"
+        ),
+        pytest.param({"num_sites": 2_000, "samples_per_site": (1, 60)}, id="many-sites"),
+    ],
+)
+def test_synthetic_sites_peak_memory_stays_within_the_estimate(
+    kwargs: dict[str, object],
+) -> None:
+    sizes = kwargs.get("samples_per_site", 100)
+    high = sizes[1] if isinstance(sizes, tuple) else sizes
+    terms = synthetic_module._estimated_bytes(
+        num_sites=kwargs["num_sites"],  # type: ignore[arg-type]
+        max_rows=kwargs["num_sites"] * high,  # type: ignore[operator]
+        num_features=kwargs.get("num_features", 30),  # type: ignore[arg-type]
+        num_classes=kwargs.get("num_classes", 2),  # type: ignore[arg-type]
+        test_samples=2000,
+    )
+    estimate = synthetic_module._FIXED_BYTES + sum(value * unit for value, unit in terms.values())
+
+    tracemalloc.start()
+    try:
+        synthetic_sites(**kwargs)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak <= estimate, f"peak {peak / 2**20:.0f} MiB > estimate {estimate / 2**20:.0f} MiB"
+
+
+def test_synthetic_sites_accepts_the_largest_class_count() -> None:
+    sites, test = synthetic_sites(
+        num_sites=2, samples_per_site=20, num_classes=10_000, test_samples=50
+    )
+
+    assert int(test.y.max()) < 10_000 and len(sites) == 2
+
+
 # --- partition --------------------------------------------------------------------------
 
 
@@ -575,6 +692,22 @@ def test_partition_rejects_bad_arguments(kwargs: dict[str, object], field: str) 
     assert info.value.field == field
     if field == "scheme":
         assert "'iid', 'dirichlet', 'quantity'" in str(info.value)
+
+
+def test_dirichlet_partition_refuses_class_by_node_tables_over_4_gib() -> None:
+    rows = 200_000
+    data = NodeData(np.zeros((rows, 1)), np.arange(rows))  # one class per row
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        partition(data, 100_000, scheme="dirichlet")
+    elapsed = time.perf_counter() - start
+
+    err = info.value
+    assert (err.field, err.value) == ("num_nodes", 100_000)
+    assert str(err).startswith("num_nodes must be at most 335 for the 'dirichlet' scheme")
+    assert "200,000 classes" in str(err) and "4 GiB" in str(err)
+    assert elapsed < 2.0, "the size check must come before the tables are allocated"
 
 
 def test_partition_refuses_data_with_a_validation_split() -> None:

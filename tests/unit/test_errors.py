@@ -191,7 +191,7 @@ def test_node_timeout_message_and_attributes() -> None:
 
 def test_convergence_not_reached_message() -> None:
     err = ConvergenceNotReached(50, 0.8312, 0.9)
-    assert "max_rounds=50" in str(err)
+    assert "within 50 rounds" in str(err)
     assert "0.8312" in str(err)
     assert "target_accuracy=0.9" in str(err)
     assert "n/a" in str(ConvergenceNotReached(3, None, 0.9))

@@ -378,6 +378,41 @@ def test_repr_and_persistence(tmp_path: Path) -> None:
         assert str(tmp_path / "a.db") in repr(ws)
 
 
+@pytest.mark.parametrize("bad", [123, 1.5, b"ws.db", ["ws.db"], True])
+def test_non_path_argument_raises_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        Workspace(bad)  # type: ignore[arg-type]
+    err = info.value
+    assert (err.field, err.value) == ("path", bad)
+    assert err.allowed == "a file path (str or os.PathLike) or None for an in-memory workspace"
+    assert str(err).startswith("path must be a file path (str or os.PathLike) or None")
+
+
+def test_memory_string_is_an_in_memory_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Workspace(":memory:") as ws:
+        assert not ws.is_persistent and ws.path is None
+        assert repr(ws) == "Workspace(in-memory)"
+        ws.save_model("m", SPEC, CONFIG, initial())
+    assert repr(ws) == "Workspace(in-memory, closed)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_path_object_named_memory_is_a_real_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the str ":memory:" means in-memory; a Path of that name is a file, as asked.
+    monkeypatch.chdir(tmp_path)
+    with Workspace(Path(":memory:")) as ws:
+        assert ws.is_persistent
+        ws.save_model("m", SPEC, CONFIG, initial())
+    assert (tmp_path / ":memory:").is_file()
+    with Workspace(Path(":memory:")) as again:
+        assert again.list_models() == ["m"]
+
+
 # -- lifetime and threads ------------------------------------------------------------
 
 
