@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from heliosfl.backends.base import Backend, StopFlag
+from heliosfl.backends.base import Backend
 from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
 from heliosfl.data import NodeData
-from heliosfl.dispatch import RoundDispatch
+from heliosfl.dispatch import RoundDispatch, evaluate_on_nodes
 from heliosfl.errors import (
     ConfigError,
     FederatedLearningError,
@@ -49,7 +49,7 @@ from heliosfl.records import (
     StopReason,
 )
 from heliosfl.registry import NodeRegistry
-from heliosfl.rounds import check_update, summarize_round, weighted_figure
+from heliosfl.rounds import check_updates, summarize_round
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
 from heliosfl.store import Workspace
@@ -361,31 +361,6 @@ class Coordinator:
         async with self._lock:
             return await self._execute(list(updates), {})
 
-    def _check_updates(
-        self, updates: list[ModelUpdate], selected: tuple[str, ...] | None, registered: set[str]
-    ) -> tuple[list[ModelUpdate], list[tuple[str, str]]]:
-        """Accepted updates in node-id order, and (node, reason) for each rejected one."""
-        accepted: list[ModelUpdate] = []
-        rejected: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for update in updates:
-            reason = check_update(
-                update,
-                model_id=self.model_id,
-                round_number=self._round + 1,
-                shape=self._params.shape,
-                registered=registered,
-                seen=seen,
-                selected=selected,
-            )
-            if reason is None:
-                accepted.append(update)
-                seen.add(update.node_id)
-            else:
-                rejected.append((str(getattr(update, "node_id", "?")), f"rejected: {reason}"))
-        accepted.sort(key=lambda u: u.node_id)
-        return accepted, rejected
-
     async def _execute(self, updates: list[ModelUpdate], failures: dict[str, str]) -> RoundRecord:
         round_number = self._round + 1
         selection = (
@@ -397,7 +372,13 @@ class Coordinator:
         selected = selection[1] if selection else None
         failures = dict(failures)
         accepted, rejected = await asyncio.to_thread(
-            self._check_updates, updates, selected, set(self._nodes)
+            check_updates,
+            updates,
+            model_id=self.model_id,
+            round_number=round_number,
+            shape=self._params.shape,
+            registered=set(self._nodes),
+            selected=selected,
         )
         contributors = {u.node_id for u in accepted}
         for node_id, reason in rejected:
@@ -439,7 +420,13 @@ class Coordinator:
             raise error
         new_params, new_state, evaluation = await asyncio.to_thread(self._aggregate, accepted)
         if evaluation is None:
-            evaluation = await self._federated_evaluation(new_params, record.participating_nodes)
+            evaluation = await evaluate_on_nodes(
+                self._backend,
+                [w for n in record.participating_nodes if (w := self._workers.get(n)) is not None],
+                self.model,
+                new_params,
+                timeout_secs=self.config.round_config.node_timeout_secs,
+            )
         record = replace(
             record,
             validation_loss=evaluation[0],
@@ -494,32 +481,6 @@ class Coordinator:
         self._history.append(record)
         self._nodes.note_round(record.node_figures, record.failed_nodes, committed=True)
         self.stop_reason = check_convergence(self._history, self.config.round_config)
-
-    async def _federated_evaluation(
-        self, params: FloatArray, node_ids: Sequence[str]
-    ) -> tuple[float | None, float | None]:
-        """Loss and accuracy of ``params`` on the nodes' validation splits, pooled.
-
-        Used when the coordinator has no validation data: each participant evaluates the
-        new *global* model on its own validation split (the rows never leave the node) and
-        the figures are weighted by split size. Nodes without a split, or that fail or
-        run out of time, are left out.
-        """
-        workers = [w for n in node_ids if (w := self._workers.get(n)) is not None]
-        calls = [w.evaluation_call(self.model, params) for w in workers]
-        stops = [StopFlag() for _ in calls]
-        timeout = self.config.round_config.node_timeout_secs
-        handles = self._backend.submit_many(calls, stops=stops, budgets_secs=[timeout] * len(calls))
-        try:
-            results = await asyncio.gather(*(h.result for h in handles), return_exceptions=True)
-        except asyncio.CancelledError:
-            for stop in stops:
-                stop.set()
-            raise
-        figures = [r for r in results if isinstance(r, tuple)]
-        losses = weighted_figure([(loss, n) for loss, _, n in figures])
-        accuracies = weighted_figure([(acc, n) for _, acc, n in figures])
-        return losses, accuracies
 
     def _aggregate(
         self, accepted: list[ModelUpdate]

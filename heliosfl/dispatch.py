@@ -15,12 +15,17 @@ import functools
 import time
 from collections.abc import Mapping, Sequence
 
-from heliosfl.backends.base import Backend
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.backends.base import Backend, StopFlag
 from heliosfl.events import EventBus, NodeFailed, NodeFinished
+from heliosfl.models import Model
 from heliosfl.records import ModelUpdate
+from heliosfl.rounds import weighted_figure
 from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
 
-__all__ = ["RoundDispatch"]
+__all__ = ["RoundDispatch", "evaluate_on_nodes"]
 
 
 class RoundDispatch:
@@ -177,3 +182,37 @@ class RoundDispatch:
                 timed_out=timed_out,
             )
         )
+
+
+async def evaluate_on_nodes(
+    backend: Backend,
+    workers: Sequence[FederatedWorker],
+    model: Model,
+    params: npt.NDArray[np.float64],
+    *,
+    timeout_secs: float,
+) -> tuple[float | None, float | None]:
+    """Loss and accuracy of ``params`` on the nodes' validation splits, pooled.
+
+    Federated evaluation of a global model: each node evaluates it on its own validation
+    split (the rows never leave the node; three numbers do) and the figures are weighted
+    by split size. Nodes without a split, or that fail or run out of time, are left out.
+
+    Returns
+    -------
+    tuple of (float or None, float or None)
+        Pooled loss and accuracy (``None`` when no node could evaluate).
+    """
+    calls = [w.evaluation_call(model, params) for w in workers]
+    stops = [StopFlag() for _ in calls]
+    handles = backend.submit_many(calls, stops=stops, budgets_secs=[timeout_secs] * len(calls))
+    try:
+        results = await asyncio.gather(*(h.result for h in handles), return_exceptions=True)
+    except asyncio.CancelledError:
+        for stop in stops:
+            stop.set()
+        raise
+    figures = [r for r in results if isinstance(r, tuple)]
+    loss = weighted_figure([(value, rows) for value, _, rows in figures])
+    accuracy = weighted_figure([(value, rows) for _, value, rows in figures])
+    return loss, accuracy

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -32,9 +32,9 @@ from heliosfl.errors import (
 )
 from heliosfl.events import EventBus
 from heliosfl.faults import NodeFault
-from heliosfl.models import Model, model_from_spec, prepare_model
-from heliosfl.models.base import check_params
-from heliosfl.records import RoundRecord, TrainingResult
+from heliosfl.models import Model, prepare_model
+from heliosfl.records import TrainingResult
+from heliosfl.resume import check_validation_data, load_stored_run
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.store import Workspace
 from heliosfl.training import TrainingRun
@@ -51,51 +51,6 @@ def _check_model_id(model_id: object) -> str:
     if not isinstance(model_id, str) or not 1 <= len(model_id) <= 200:
         raise ConfigError("model_id", model_id, "a string of 1 to 200 characters")
     return model_id
-
-
-def _check_validation_data(model: Model, data: NodeData | None) -> None:
-    """Refuse validation data the model cannot be evaluated on, naming the argument."""
-    if data is None:
-        return
-    if not isinstance(data, NodeData):
-        raise ConfigError("validation_data", data, "a NodeData or None")
-    if data.num_features != model.input_dim:
-        raise ConfigError(
-            "validation_data",
-            f"{data.num_features} features",
-            f"rows of input_dim={model.input_dim} features, like the model's",
-        )
-    if len(data) and int(data.y.max()) >= model.num_classes:
-        raise ConfigError(
-            "validation_data",
-            f"label {int(data.y.max())}",
-            f"labels in [0, {model.num_classes - 1}] for a {model.num_classes}-class model",
-        )
-
-
-def _check_same_run(stored: Mapping[str, Any], config: Config) -> None:
-    """Refuse to continue a stored run under a config that would make it another run."""
-    current = config.to_dict()
-    for key, label in (
-        ("aggregation_strategy", "aggregation_strategy"),
-        ("seed", "seed"),
-    ):
-        if stored.get(key) != current[key]:
-            raise ConfigError(
-                label,
-                current[key],
-                f"{stored.get(key)!r}, as when the model was registered",
-                "Resume with the configuration of the stored run, or register a new model.",
-            )
-    stored_selection = stored.get("round_config", {}).get("selection_strategy")
-    selection = current["round_config"]["selection_strategy"]
-    if stored_selection != selection:
-        raise ConfigError(
-            "round_config.selection_strategy",
-            selection,
-            f"{stored_selection!r}, as when the model was registered",
-            "Resume with the configuration of the stored run, or register a new model.",
-        )
 
 
 class FederatedLearningEngine:
@@ -310,7 +265,7 @@ class FederatedLearningEngine:
         """
         self._check_open()
         model = self._model(model_id)
-        _check_validation_data(model, validation_data)
+        check_validation_data(model, validation_data)
         coordinator = self._coordinators.get(model_id)
         if coordinator is not None:
             if validation_data is not None:
@@ -371,38 +326,25 @@ class FederatedLearningEngine:
         model_id = _check_model_id(model_id)
         if model_id in self._models:
             raise ConfigError("model_id", model_id, "a model not yet registered in this engine")
-        record = await asyncio.to_thread(self.workspace.load_model, model_id)
-        if record is None:
-            known = await asyncio.to_thread(self.workspace.list_models)
-            raise ModelNotFound(model_id, tuple(known))
-        if model is None:
-            if record.spec.get("model_type") == "custom":
-                raise ConfigError(
-                    "model", None, "the Model instance for a custom model", "Pass model=..."
-                )
-            model = model_from_spec(record.spec)
-        _check_validation_data(model, validation_data)
-        _check_same_run(record.config, self.config)
-        checkpoint = await asyncio.to_thread(self.workspace.latest_checkpoint, model_id)
-        params = check_params(model, checkpoint.params, field="checkpoint params")
-        rows = await asyncio.to_thread(self.workspace.rounds, model_id, include_failed=True)
-        history = [RoundRecord.from_dict(row) for row in rows]
-        self._models[model_id] = model
-        first = await asyncio.to_thread(self.workspace.checkpoint, model_id, 0)
-        self._initial[model_id] = first.params
+        stored = await asyncio.to_thread(
+            load_stored_run, self.workspace, model_id, self.config, model
+        )
+        check_validation_data(stored.model, validation_data)
+        self._models[model_id] = stored.model
+        self._initial[model_id] = stored.initial_params
         coordinator = Coordinator(
             model_id=model_id,
-            model=model,
-            params=params,
+            model=stored.model,
+            params=stored.params,
             config=self.config,
             workspace=self.workspace,
             backend=self.backend,
             events=self.events,
             workers=self._workers,
             validation_data=validation_data,
-            current_round=checkpoint.round_number,
-            history=history,
-            strategy_state=checkpoint.state,
+            current_round=stored.round_number,
+            history=stored.history,
+            strategy_state=stored.strategy_state,
         )
         self._coordinators[model_id] = coordinator
         return coordinator

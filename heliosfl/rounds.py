@@ -12,6 +12,7 @@ from heliosfl.records import ModelUpdate, RoundRecord
 
 __all__ = [
     "check_update",
+    "check_updates",
     "node_figures",
     "summarize_round",
     "weighted_figure",
@@ -96,6 +97,45 @@ def _finite_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, numbers.Real) and math.isfinite(float(value))
+
+
+def check_updates(
+    updates: Sequence[object],
+    *,
+    model_id: str,
+    round_number: int,
+    shape: tuple[int, ...],
+    registered: Collection[str],
+    selected: Collection[str] | None,
+) -> tuple[list[ModelUpdate], list[tuple[str, str]]]:
+    """Split a round's updates into accepted ones and rejected ones with their reasons.
+
+    Returns
+    -------
+    tuple of (list of ModelUpdate, list of (str, str))
+        The accepted updates in node-id order, and ``(node_id, reason)`` for each
+        rejected one (see :func:`check_update`).
+    """
+    accepted: list[ModelUpdate] = []
+    rejected: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for update in updates:
+        reason = check_update(
+            update,
+            model_id=model_id,
+            round_number=round_number,
+            shape=shape,
+            registered=registered,
+            seen=seen,
+            selected=selected,
+        )
+        if reason is None and isinstance(update, ModelUpdate):
+            accepted.append(update)
+            seen.add(update.node_id)
+        else:
+            rejected.append((str(getattr(update, "node_id", "?")), f"rejected: {reason}"))
+    accepted.sort(key=lambda u: u.node_id)
+    return accepted, rejected
 
 
 def summarize_round(
