@@ -41,6 +41,7 @@ demo: $(STAMP)
 ## make bench: every benchmark, one JSON line each
 bench: $(STAMP)
 	$(BIN)/python benchmarks/round_throughput.py
+	$(BIN)/python benchmarks/accuracy_bars.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
