@@ -516,7 +516,7 @@ async def test_two_models_train_concurrently_on_shared_nodes(small_nodes):
         ca = await engine.create_coordinator("a")
         cb = await engine.create_coordinator("b")
         await add_nodes(engine, ca, small_nodes)
-        for node in small_nodes and await ca.list_nodes():
+        for node in await ca.list_nodes():
             await cb.register_node(node.node_id, node.num_samples)
         ra = await engine.start_training("a")
         rb = await engine.start_training("b")
