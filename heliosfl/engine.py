@@ -133,7 +133,7 @@ class FederatedLearningEngine:
             self.backend.close()
         self.events.close()
         if self._owns_workspace:
-            self.workspace.close()
+            await asyncio.to_thread(self.workspace.close)  # may wait for a commit
 
     async def __aenter__(self) -> FederatedLearningEngine:
         return self
