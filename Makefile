@@ -42,6 +42,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/round_throughput.py
 	$(BIN)/python benchmarks/accuracy_bars.py
+	$(BIN)/python benchmarks/privacy_utility.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -13,7 +13,7 @@ The public API renders the product guide in Python::
 
 import logging
 
-from heliosfl import data, models
+from heliosfl import data, models, privacy
 from heliosfl.config import (
     AggregationStrategy,
     Config,
@@ -112,4 +112,5 @@ __all__ = [
     "__version__",
     "data",
     "models",
+    "privacy",
 ]

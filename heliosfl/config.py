@@ -299,8 +299,14 @@ class WorkerConfig:
 class DifferentialPrivacyConfig:
     """The total ``(epsilon, delta)`` privacy budget of one training run of one model.
 
-    Only the fields are defined so far; the engine refuses ``enable_privacy=True`` until
-    differential privacy is implemented, rather than train without the guarantee.
+    DP-FedAvg (McMahan et al. 2018) with client-level differential privacy: the unit of
+    privacy is a whole node's data. Each round every participant's update is clipped
+    (L2 norm ``clip_norm`` for Gaussian noise, L1 for Laplace), the clipped updates are
+    summed with equal weights, noise is added to the sum, and the sum is divided by the
+    expected number of participants fixed before the run. The noise multiplier is
+    calibrated with dp-accounting so that ``max_rounds`` rounds spend at most
+    ``epsilon`` (or fixed with ``noise_multiplier``, and training stops when the budget
+    is spent). See :mod:`heliosfl.privacy`.
 
     Parameters
     ----------
@@ -310,11 +316,32 @@ class DifferentialPrivacyConfig:
         Failure probability, in (0, 1).
     mechanism : NoiseMechanism
         Gaussian (the default) or Laplace noise.
+    clip_norm : float
+        Bound ``C`` on each client's update norm (> 0); the initial bound when
+        ``adaptive_clipping`` is on.
+    noise_multiplier : float or None
+        Fix the noise multiplier ``z`` (> 0) instead of calibrating it; rounds then stop
+        when the next one would overspend.
+    accountant : {"rdp", "pld"}
+        dp-accounting's accountant used for the budget.
+    adaptive_clipping : bool
+        Adapt ``clip_norm`` toward the ``target_quantile`` of update norms (Andrew et al.
+        2021); the noisy count it needs is part of the accounting.
+    target_quantile : float
+        Quantile of update norms the adaptive clip norm tracks, in (0, 1).
+    clip_learning_rate : float
+        Step size of the adaptive clip norm's geometric update (> 0).
     """
 
     epsilon: float = 1.0
     delta: float = 1e-5
     mechanism: NoiseMechanism = NoiseMechanism.GAUSSIAN
+    clip_norm: float = 1.0
+    noise_multiplier: float | None = None
+    accountant: str = "rdp"
+    adaptive_clipping: bool = False
+    target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
 
     def __post_init__(self) -> None:
         eps = check_float("privacy_config.epsilon", self.epsilon, low=0.0)
@@ -323,10 +350,48 @@ class DifferentialPrivacyConfig:
         object.__setattr__(self, "delta", delta)
         mechanism = _enum_member(NoiseMechanism, self.mechanism, "privacy_config.mechanism")
         object.__setattr__(self, "mechanism", mechanism)
+        clip = check_float("privacy_config.clip_norm", self.clip_norm, low=0.0)
+        object.__setattr__(self, "clip_norm", clip)
+        if self.noise_multiplier is not None:
+            z = check_float("privacy_config.noise_multiplier", self.noise_multiplier, low=0.0)
+            object.__setattr__(self, "noise_multiplier", z)
+        if self.accountant not in ("rdp", "pld"):
+            raise ConfigError("privacy_config.accountant", self.accountant, "'rdp' or 'pld'")
+        if not isinstance(self.adaptive_clipping, bool):
+            raise ConfigError(
+                "privacy_config.adaptive_clipping", self.adaptive_clipping, "True or False"
+            )
+        quantile = check_float(
+            "privacy_config.target_quantile",
+            self.target_quantile,
+            low=0.0,
+            high=1.0,
+            high_open=True,
+        )
+        object.__setattr__(self, "target_quantile", quantile)
+        rate = check_float("privacy_config.clip_learning_rate", self.clip_learning_rate, low=0.0)
+        object.__setattr__(self, "clip_learning_rate", rate)
+        if self.adaptive_clipping and mechanism is NoiseMechanism.LAPLACE:
+            raise ConfigError(
+                "privacy_config.adaptive_clipping",
+                True,
+                "False with the Laplace mechanism",
+                "Adaptive clipping (Andrew et al. 2021) is defined for Gaussian noise.",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
-        return {"epsilon": self.epsilon, "delta": self.delta, "mechanism": self.mechanism.value}
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "mechanism": self.mechanism.value,
+            "clip_norm": self.clip_norm,
+            "noise_multiplier": self.noise_multiplier,
+            "accountant": self.accountant,
+            "adaptive_clipping": self.adaptive_clipping,
+            "target_quantile": self.target_quantile,
+            "clip_learning_rate": self.clip_learning_rate,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DifferentialPrivacyConfig:
@@ -346,9 +411,8 @@ class Config:
     round_config : RoundConfig
         Rounds, quorum, selection, timeouts and stopping rules.
     enable_privacy : bool
-        Differential privacy on the aggregate (requires ``privacy_config``). Not
-        implemented yet: the engine refuses ``True`` rather than train without the
-        guarantee (the guide's examples enable it).
+        Client-level differential privacy on the aggregate (requires
+        ``privacy_config``; see :class:`DifferentialPrivacyConfig`).
     privacy_config : DifferentialPrivacyConfig or None
         The privacy budget.
     seed : int

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
 from heliosfl.data import NodeData
 from heliosfl.dispatch import RoundDispatch, evaluate_on_nodes
+from heliosfl.dp_rounds import PrivateRounds
 from heliosfl.errors import (
     ConfigError,
     FederatedLearningError,
@@ -90,6 +92,7 @@ class Coordinator:
         current_round: int = 0,
         history: Sequence[RoundRecord] = (),
         strategy_state: Mapping[str, FloatArray] | None = None,
+        privacy_ledger: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.model_id = model_id
         self.model = model
@@ -109,6 +112,9 @@ class Coordinator:
         self._lock = asyncio.Lock()
         self.is_training = False
         self.stop_reason: StopReason | None = check_convergence(self._history, config.round_config)
+        self._private = (
+            PrivateRounds(config, model_id, privacy_ledger) if config.enable_privacy else None
+        )
 
     # ----------------------------------------------------------------- state
     @staticmethod
@@ -161,6 +167,12 @@ class Coordinator:
     async def has_converged(self) -> bool:
         """Return True once target accuracy or the loss-change rule was met."""
         return self.converged
+
+    def privacy_spent(self) -> tuple[float, float]:
+        """``(epsilon, delta)`` spent by the committed rounds (``(0.0, 0.0)`` without DP)."""
+        if self._private is None:
+            return 0.0, 0.0
+        return self._private.spent()
 
     async def get_round_history(self, *, include_failed: bool = False) -> list[RoundRecord]:
         """Return the committed rounds (and failed attempts with ``include_failed``)."""
@@ -222,6 +234,8 @@ class Coordinator:
         if len(candidates) < required:
             raise InsufficientNodes(required, len(candidates))
         round_number = self._round + 1
+        if self._private is not None:  # before anyone trains
+            self._private.check(round_number, len(candidates))
         rng = rng_for(
             self.config.seed,
             Stream.SELECTION,
@@ -397,6 +411,9 @@ class Coordinator:
                 failures[node_id] = "no update received"
         required = self.config.round_config.min_nodes_per_round
         record = summarize_round(round_number, accepted, failures, selected, started_at)
+        private = self._private
+        if private is not None:  # no per-node figures leave the accounting
+            record = replace(record, node_figures={}, aggregated_loss=None)
         if len(accepted) < required:
             record = replace(
                 record,
@@ -418,8 +435,12 @@ class Coordinator:
                 RoundFailed(model_id=self.model_id, record=record, reason=str(error))
             )
             raise error
-        new_params, new_state, evaluation = await asyncio.to_thread(self._aggregate, accepted)
-        if evaluation is None:
+        if private is not None and not private.is_checked(round_number):
+            private.check(round_number, len(self._nodes.candidates()))
+        new_params, new_state, evaluation, entry = await asyncio.to_thread(
+            self._aggregate, accepted, round_number
+        )
+        if evaluation is None and private is None:
             evaluation = await evaluate_on_nodes(
                 self._backend,
                 [w for n in record.participating_nodes if (w := self._workers.get(n)) is not None],
@@ -429,8 +450,8 @@ class Coordinator:
             )
         record = replace(
             record,
-            validation_loss=evaluation[0],
-            validation_accuracy=evaluation[1],
+            validation_loss=None if evaluation is None else evaluation[0],
+            validation_accuracy=None if evaluation is None else evaluation[1],
             duration_secs=time.perf_counter() - started_clock,
         )
         await self._persist(
@@ -441,8 +462,9 @@ class Coordinator:
                 record.to_dict(),
                 new_params,
                 new_state,
+                entry,
             ),
-            functools.partial(self._apply_committed, record, new_params, new_state),
+            functools.partial(self._apply_committed, record, new_params, new_state, entry),
         )
         self._events.publish(RoundCompleted(model_id=self.model_id, record=record))
         return record
@@ -473,8 +495,14 @@ class Coordinator:
         self._nodes.note_round({}, record.failed_nodes, committed=False)
 
     def _apply_committed(
-        self, record: RoundRecord, params: FloatArray, state: dict[str, FloatArray]
+        self,
+        record: RoundRecord,
+        params: FloatArray,
+        state: dict[str, FloatArray],
+        entry: dict[str, Any] | None,
     ) -> None:
+        if self._private is not None and entry is not None:
+            self._private.charge(entry)
         self._params = self._freeze(params)
         self._strategy_state = state
         self._round = record.round_number
@@ -483,14 +511,30 @@ class Coordinator:
         self.stop_reason = check_convergence(self._history, self.config.round_config)
 
     def _aggregate(
-        self, accepted: list[ModelUpdate]
-    ) -> tuple[FloatArray, dict[str, FloatArray], tuple[float | None, float | None] | None]:
-        new_params, new_state = self._strategy.aggregate(
-            self._params,
-            [u.delta for u in accepted],
-            [float(u.num_samples) for u in accepted],
-            self._strategy_state,
-        )
+        self, accepted: list[ModelUpdate], round_number: int
+    ) -> tuple[
+        FloatArray,
+        dict[str, FloatArray],
+        tuple[float | None, float | None] | None,
+        dict[str, Any] | None,
+    ]:
+        entry = None
+        if self._private is None:
+            new_params, new_state = self._strategy.aggregate(
+                self._params,
+                [u.delta for u in accepted],
+                [float(u.num_samples) for u in accepted],
+                self._strategy_state,
+            )
+        else:
+            new_params, new_state, entry = self._private.aggregate(
+                self._params,
+                [u.delta for u in accepted],
+                self._strategy_state,
+                self._strategy,
+                round_number=round_number,
+                attempt=self._attempt(round_number),
+            )
         if not np.all(np.isfinite(new_params)):
             raise FederatedLearningError(
                 "Aggregation produced non-finite parameters; the model is unchanged. "
@@ -501,7 +545,7 @@ class Coordinator:
         if data is not None and len(data) > 0:
             figures = self.model.evaluate(new_params, data.X, data.y)
             evaluation = (float(figures["loss"]), float(figures["accuracy"]))
-        return new_params, new_state, evaluation
+        return new_params, new_state, evaluation, entry
 
     def __repr__(self) -> str:
         return (

@@ -71,8 +71,7 @@ class FederatedLearningEngine:
     Raises
     ------
     ConfigError
-        If ``config`` is not a :class:`Config`, or differential privacy is requested
-        (not implemented yet: the engine refuses rather than train without it).
+        If ``config`` is not a :class:`Config`, or ``workspace`` is not a Workspace.
     """
 
     def __init__(
@@ -86,14 +85,6 @@ class FederatedLearningEngine:
         config = Config() if config is None else config
         if not isinstance(config, Config):
             raise ConfigError("config", config, "a heliosfl.Config")
-        if config.enable_privacy:
-            raise ConfigError(
-                "enable_privacy",
-                True,
-                "False in this version of heliosfl",
-                "Differential privacy is not implemented yet; the engine refuses rather than "
-                "train without the guarantee. Set enable_privacy=False.",
-            )
         self.config = config
         if workspace is not None and not isinstance(workspace, Workspace):
             raise ConfigError(
@@ -226,6 +217,19 @@ class FederatedLearningEngine:
             raise ModelNotFound(model_id, tuple(self._models))
         return model
 
+    def privacy_spent(self, model_id: str) -> tuple[float, float]:
+        """``(epsilon, delta)`` spent by ``model_id``'s committed rounds.
+
+        Recomputed with dp-accounting from the DP events in the workspace ledger, so it
+        survives a kernel restart. ``(0.0, 0.0)`` without differential privacy.
+
+        Raises
+        ------
+        ModelNotFound
+            If the model has no coordinator.
+        """
+        return self.get_coordinator(model_id).privacy_spent()
+
     def list_models(self) -> list[str]:
         """Ids of the models registered in this engine."""
         return sorted(self._models)
@@ -271,10 +275,12 @@ class FederatedLearningEngine:
             if validation_data is not None:
                 coordinator.validation_data = validation_data
             return coordinator
+        entries = await asyncio.to_thread(self.workspace.privacy_ledger, model_id)
         coordinator = Coordinator(
             model_id=model_id,
             model=model,
             params=self._initial[model_id],
+            privacy_ledger=entries,
             config=self.config,
             workspace=self.workspace,
             backend=self.backend,
@@ -345,6 +351,7 @@ class FederatedLearningEngine:
             current_round=stored.round_number,
             history=stored.history,
             strategy_state=stored.strategy_state,
+            privacy_ledger=stored.privacy_ledger,
         )
         self._coordinators[model_id] = coordinator
         return coordinator

@@ -32,6 +32,7 @@ class StopReason(StrEnum):
     MAX_ROUNDS = "max_rounds"
     CANCELLED = "cancelled"
     INSUFFICIENT_NODES = "insufficient_nodes"
+    BUDGET_EXHAUSTED = "budget_exhausted"
     ERROR = "error"
 
 

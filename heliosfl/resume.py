@@ -37,6 +37,7 @@ class StoredRun:
     round_number: int
     history: list[RoundRecord]
     strategy_state: dict[str, FloatArray]
+    privacy_ledger: list[dict[str, Any]]
 
 
 def load_stored_run(
@@ -89,6 +90,7 @@ def load_stored_run(
         round_number=checkpoint.round_number,
         history=history,
         strategy_state=dict(checkpoint.state),
+        privacy_ledger=workspace.privacy_ledger(model_id),
     )
 
 
@@ -122,8 +124,9 @@ def check_validation_data(model: Model, data: NodeData | None) -> None:
 def check_same_run(stored: Mapping[str, Any], config: Config) -> None:
     """Refuse to continue a stored run under a config that would make it another run.
 
-    The strategy, the seed and the selection rule decide every draw of a run; the other
-    settings (``max_rounds``, timeouts, stopping rules) may change between sessions.
+    The strategy, the seed and the selection rule decide every draw of a run, and the
+    privacy budget is the budget of the whole run (a restart never resets or enlarges
+    it); the other settings (``max_rounds``, timeouts, stopping rules) may change.
 
     Raises
     ------
@@ -134,6 +137,8 @@ def check_same_run(stored: Mapping[str, Any], config: Config) -> None:
     for key, label in (
         ("aggregation_strategy", "aggregation_strategy"),
         ("seed", "seed"),
+        ("enable_privacy", "enable_privacy"),
+        ("privacy_config", "privacy_config"),
     ):
         if stored.get(key) != current[key]:
             raise ConfigError(

@@ -23,6 +23,7 @@ class Stream(IntEnum):
     SELECTION = 1
     TRAINING = 2
     FAULTS = 3
+    NOISE = 4
 
 
 def stable_key(text: str) -> int:

@@ -16,6 +16,7 @@ on-disk layout is in :mod:`heliosfl.store_schema`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -321,8 +322,9 @@ class Workspace:
         record: Mapping[str, Any],
         params: npt.ArrayLike,
         state: Mapping[str, npt.ArrayLike] | None = None,
+        ledger_entry: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store a completed round: its record and its checkpoint, atomically.
+        """Store a completed round: its record, its checkpoint and its privacy charge, atomically.
 
         Parameters
         ----------
@@ -337,6 +339,10 @@ class Workspace:
             The parameters after the round: 1-D, as many as the initial parameters.
         state : Mapping[str, array_like], optional
             Aggregation-strategy state to restore on resume; float64 arrays of any shape.
+        ledger_entry : Mapping[str, Any], optional
+            The round's privacy charge (its DP event as JSON), written in the same
+            transaction: a round is never applied without its charge, nor charged without
+            being applied.
 
         Raises
         ------
@@ -349,6 +355,7 @@ class Workspace:
         _check_round_number(round_number)
         record_json, encoded = to_json(record, "record"), encode_params(params)
         state_blob, created_at = encode_state(state), now_utc()
+        entry_json = None if ledger_entry is None else to_json(ledger_entry, "ledger_entry")
         with self._writing() as conn:
             self._check_next_round(conn, model_id, round_number)
             if encoded[1] != (size := model_size(conn, model_id)):
@@ -357,6 +364,35 @@ class Workspace:
                 conn, model_id, round_number, record_json, succeeded=True, created_at=created_at
             )
             insert_checkpoint(conn, model_id, round_number, encoded, state_blob, created_at)
+            if entry_json is not None:
+                conn.execute(
+                    "INSERT INTO privacy_ledger (model_id, round_number, entry, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (model_id, round_number, entry_json, created_at),
+                )
+
+    def privacy_ledger(self, model_id: str) -> list[dict[str, Any]]:
+        """The privacy charges of a model's committed rounds, in round order.
+
+        Parameters
+        ----------
+        model_id : str
+            A stored model.
+
+        Returns
+        -------
+        list of dict
+            One JSON entry per charged round (as given to :meth:`commit_round`), with its
+            ``round_number``.
+        """
+        _check_model_id(model_id)
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT round_number, entry FROM privacy_ledger WHERE model_id = ? "
+                "ORDER BY round_number",
+                (model_id,),
+            ).fetchall()
+        return [{**json.loads(entry), "round_number": number} for number, entry in rows]
 
     def record_failed_round(
         self, model_id: str, round_number: int, record: Mapping[str, Any]

@@ -82,6 +82,13 @@ _TABLES = (
     created_at   TEXT NOT NULL,
     PRIMARY KEY (model_id, round_number)
 )""",
+    """CREATE TABLE IF NOT EXISTS privacy_ledger (
+    model_id     TEXT NOT NULL REFERENCES models (model_id),
+    round_number INTEGER NOT NULL CHECK (round_number >= 1),
+    entry        TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (model_id, round_number)
+)""",
 )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Generator
 from typing import Any
 
 from heliosfl.coordinator import Coordinator
-from heliosfl.errors import ConfigError, InsufficientNodes
+from heliosfl.errors import ConfigError, InsufficientNodes, PrivacyBudgetExhausted
 from heliosfl.events import EventBus, TrainingFinished, TrainingStarted
 from heliosfl.records import RoundStatus, StopReason, TrainingResult
 
@@ -75,6 +75,11 @@ class TrainingRun:
                     return self._finish(StopReason.MAX_ROUNDS, None)
                 try:
                     await coordinator.next_round()
+                except PrivacyBudgetExhausted:
+                    if coordinator.current_round > self._start_round:
+                        # a fixed noise multiplier: rounds run until the budget is spent
+                        return self._finish(StopReason.BUDGET_EXHAUSTED, None)
+                    raise  # nothing could run: say so
                 except InsufficientNodes as exc:
                     if exc.what != "successful updates":
                         raise  # too few nodes to select: retrying changes nothing
@@ -88,6 +93,9 @@ class TrainingRun:
             raise
         except InsufficientNodes as exc:
             self._finish(StopReason.INSUFFICIENT_NODES, exc)
+            raise
+        except PrivacyBudgetExhausted as exc:
+            self._finish(StopReason.BUDGET_EXHAUSTED, exc)
             raise
         except Exception as exc:
             self._finish(StopReason.ERROR, exc)

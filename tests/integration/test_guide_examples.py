@@ -1,7 +1,8 @@
 """Every engine example of the product guide, rendered in Python, run, and its outcome checked.
 
-The guide's examples enable differential privacy; until the privacy issue lands the
-engine refuses ``enable_privacy=True`` (tested below) and these renderings train without it.
+The guide's examples enable differential privacy (epsilon = 0.1); the quick start is
+rendered with it (below) and, to check learning, without it; the other examples train
+without it (tests/integration/test_privacy_engine.py covers privacy).
 """
 
 from __future__ import annotations
@@ -75,15 +76,41 @@ async def test_quick_start_all_zero_network_parameters_warn():
             )
 
 
-async def test_guide_privacy_settings_are_refused_until_privacy_lands():
+async def test_quick_start_with_the_guides_privacy_settings(breast_cancer):
+    train, test = breast_cancer
+    nodes = fl.data.partition(train, num_nodes=10, scheme="iid", seed=0)
     config = fl.Config(
+        aggregation_strategy=fl.AggregationStrategy.FEDAVG,
+        round_config=fl.RoundConfig(
+            max_rounds=100,
+            min_nodes_per_round=10,
+            selection_strategy=fl.NodeSelectionStrategy.all(),
+            node_timeout_secs=60,
+            target_accuracy=0.95,
+            learning_rate=0.01,
+            convergence_threshold=0.001,
+        ),
         enable_privacy=True,
         privacy_config=fl.DifferentialPrivacyConfig(
             epsilon=0.1, delta=1e-5, mechanism=fl.NoiseMechanism.GAUSSIAN
         ),
     )
-    with pytest.raises(fl.ConfigError, match="enable_privacy"):
-        fl.FederatedLearningEngine(config)
+    async with fl.FederatedLearningEngine(config) as engine:
+        await engine.register_model(
+            "my_model", "neural_network", None, input_dim=30, hidden_layers=(32,), num_classes=2
+        )
+        coordinator = await engine.create_coordinator("my_model", validation_data=test)
+        for i in range(10):
+            worker_config = fl.WorkerConfig(
+                node_id=f"node_{i}", local_epochs=1, batch_size=32, learning_rate=0.01
+            )
+            await engine.create_worker(worker_config, data=nodes[i])
+            await coordinator.register_node(worker_config.node_id, len(nodes[i]))
+        result = await engine.train("my_model")
+        spent, delta = engine.privacy_spent("my_model")
+    # The noise is calibrated so that all 100 rounds would fit in epsilon = 0.1.
+    assert result.rounds_completed >= 1
+    assert 0.0 < spent <= 0.1 and delta == 1e-5
 
 
 async def test_training_loop_manual(breast_cancer, small_nodes):
