@@ -224,6 +224,30 @@ class Workspace:
                     f"Cannot write to the {self._where()}: {exc}. Nothing was written."
                 ) from exc
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the workspace, for modules that keep their own tables.
+
+        Compliance modules (audit log, encrypted PHI, keys) create their tables with
+        ``CREATE TABLE IF NOT EXISTS`` inside it. Commits on success, rolls back on any
+        error (re-raised; SQLite errors become :class:`WorkspaceError`). Thread-safe.
+
+        Raises
+        ------
+        ClosedError
+            If the workspace was closed.
+        WorkspaceError
+            If the write fails; nothing is written.
+        """
+        with self._writing() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the workspace lock (see :meth:`transaction`)."""
+        with self._reading() as conn:
+            yield conn
+
     def _check_next_round(self, conn: sqlite3.Connection, model_id: str, number: int) -> None:
         model_size(conn, model_id)
         expected = last_round(conn, model_id) + 1
