@@ -1,0 +1,456 @@
+"""HIPAA: configuration and the compliance manager the guide uses.
+
+``HipaaComplianceManager(HipaaConfig(...))`` works from its config alone, as in the guide:
+with no workspace it keeps everything in memory with an ephemeral key-encryption key
+(KEK); with a persistent workspace the KEK is a key file with owner-only permissions in a
+key directory apart from the data (``HELIOSFL_KEY_DIR``, default ``~/.heliosfl/keys``),
+or comes from ``HELIOSFL_KEK``, a passphrase, or an explicit :class:`KeyEncryptionKey`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.compliance.access import AccessController, Permission, Role
+from heliosfl.compliance.audit import (
+    AuditAction,
+    AuditLog,
+    AuditLogEntry,
+    FileCheckpoint,
+    MemoryCheckpoint,
+)
+from heliosfl.compliance.crypto import EncryptedPhi, PhiVault
+from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
+from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
+from heliosfl.compliance.phi import PhiFinding, detect_phi_text, scan_node_data
+from heliosfl.compliance.report import ComplianceReport
+from heliosfl.compliance.safeguards import compliance_checks
+from heliosfl.errors import ComplianceError, ConfigError
+from heliosfl.store import Workspace
+
+__all__ = ["SYSTEM_USER", "HipaaComplianceManager", "HipaaConfig"]
+
+#: The built-in administrator that acts when the guide's calls name no user.
+SYSTEM_USER = "system"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HipaaConfig:
+    """The guide's HIPAA settings.
+
+    Parameters
+    ----------
+    encrypt_phi_at_rest : bool
+        PHI is stored only encrypted (AES-256-GCM, envelope keys).
+    encrypt_phi_in_transit : bool
+        Required by the report; in-process simulation transmits nothing, and secure
+        aggregation (when enabled) protects updates in transit.
+    enable_audit_logging : bool
+        Every PHI access, denial and training event goes to the hash-chained audit log.
+    data_residency : str
+        Region PHI nodes must be in (e.g. ``"US"``).
+    enable_access_controls : bool
+        Deny-by-default roles gate every encryption, decryption and export.
+    enable_integrity_checks : bool
+        Checkpoints get HMAC integrity tags, verified on read.
+    min_key_size_bits : int
+        At least 256 (AES-256); smaller is refused.
+    auto_detect_phi : bool
+        Node data is scanned for undeclared PHI before it may train.
+    auto_logoff_secs : float
+        Idle sessions end after this long.
+    """
+
+    encrypt_phi_at_rest: bool = True
+    encrypt_phi_in_transit: bool = True
+    enable_audit_logging: bool = True
+    data_residency: str = "US"
+    enable_access_controls: bool = True
+    enable_integrity_checks: bool = True
+    min_key_size_bits: int = 256
+    auto_detect_phi: bool = True
+    auto_logoff_secs: float = 900.0
+
+    def __post_init__(self) -> None:
+        check_key_size(self.min_key_size_bits)
+        for name in (
+            "encrypt_phi_at_rest",
+            "encrypt_phi_in_transit",
+            "enable_audit_logging",
+            "enable_access_controls",
+            "enable_integrity_checks",
+            "auto_detect_phi",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"hipaa_config.{name}", getattr(self, name), "True or False")
+        if not isinstance(self.data_residency, str) or not self.data_residency.strip():
+            raise ConfigError(
+                "hipaa_config.data_residency", self.data_residency, "a region code like 'US'"
+            )
+
+
+def _key_dir() -> Path:
+    return Path(os.environ.get("HELIOSFL_KEY_DIR", "~/.heliosfl/keys")).expanduser()
+
+
+def _default_kek(workspace: Workspace) -> tuple[KeyEncryptionKey, Path | None]:
+    if os.environ.get("HELIOSFL_KEK"):
+        return KeyEncryptionKey.from_env("HELIOSFL_KEK"), None
+    if workspace.path is None:
+        return KeyEncryptionKey.ephemeral(), None
+    directory = _key_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tag = hashlib.sha256(str(workspace.path.resolve()).encode()).hexdigest()[:12]
+    path = directory / f"{workspace.path.stem}-{tag}.kek"
+    if path.exists():
+        return KeyEncryptionKey.from_file(path), path
+    return KeyEncryptionKey.create_file(path), path
+
+
+class HipaaComplianceManager:
+    """PHI encryption, audit log, access control, PHI detection, leakage test, report.
+
+    Parameters
+    ----------
+    config : HipaaConfig
+        The settings.
+    workspace : Workspace or None
+        Where encrypted PHI and the audit log live (default: in memory).
+    kek : KeyEncryptionKey or None
+        The key-encryption key (default: see the module docstring).
+    clock : callable or None
+        UTC clock for audit times and sessions (tests inject one).
+    """
+
+    def __init__(
+        self,
+        config: HipaaConfig | None = None,
+        *,
+        workspace: Workspace | None = None,
+        kek: KeyEncryptionKey | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = HipaaConfig() if config is None else config
+        if not isinstance(self.config, HipaaConfig):
+            raise ConfigError("config", config, "a HipaaConfig")
+        self.workspace = Workspace() if workspace is None else workspace
+        key_file = None
+        if kek is None:
+            kek, key_file = _default_kek(self.workspace)
+        self._kek = kek
+        self.key_file = key_file
+        clock = clock or (lambda: datetime.now(UTC))
+        checkpoint = (
+            MemoryCheckpoint()
+            if key_file is None
+            else FileCheckpoint(key_file.with_suffix(".audit-head"))
+        )
+        self.vault = PhiVault(self.workspace, kek)
+        # The audit key and the pseudonyms come from the vault's own random key (stored
+        # wrapped by the KEK and re-wrapped on rotation), so they survive key rotation.
+        audit_key = bytes.fromhex(
+            self.vault.pseudonym("heliosfl internal: audit-log HMAC key, part 1")
+            + self.vault.pseudonym("heliosfl internal: audit-log HMAC key, part 2")
+        )
+        self.audit = AuditLog(
+            self.workspace,
+            audit_key,
+            checkpoint=checkpoint,
+            pseudonymize=self.vault.pseudonym,
+            clock=clock,
+        )
+        self.access = AccessController(auto_logoff_secs=self.config.auto_logoff_secs, clock=clock)
+        self.access.add_user(SYSTEM_USER, Role.ADMIN)
+        self.last_leakage_report: LeakageReport | None = None
+        self.rejected_updates = 0
+        self._regions: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _allow(self, user_id: str, permission: Permission, resource: str) -> bool:
+        """Check access (if enabled), audit a denial, and return whether it was allowed."""
+        if not self.config.enable_access_controls:
+            return False
+        decision = self.access.check(user_id, permission)
+        if not decision.allowed:
+            self._log(
+                user_id,
+                AuditAction.ACCESS_DENIED,
+                resource,
+                False,
+                {"permission": permission.value, "reason": decision.reason},
+            )
+            raise ComplianceError(
+                f"Access denied: user {user_id!r} may not {permission.value.replace('_', ' ')} "
+                f"({decision.reason})."
+            )
+        return decision.break_glass
+
+    def _log(
+        self,
+        user_id: str,
+        action: AuditAction,
+        resource: str,
+        success: bool = True,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditLogEntry | None:
+        if not self.config.enable_audit_logging:
+            return None
+        return self.audit.append(user_id, action, resource, success, dict(details or {}))
+
+    def _record(self, record_id: str) -> str:
+        return "record:" + self.vault.pseudonym(record_id)
+
+    # ------------------------------------------------------------------ PHI at rest
+    def encrypt_phi(
+        self,
+        data: bytes | str,
+        record_id: str,
+        *,
+        subject_id: str | None = None,
+        user_id: str = SYSTEM_USER,
+    ) -> EncryptedPhi:
+        """Encrypt PHI with AES-256-GCM under a fresh data key (see :class:`PhiVault`).
+
+        Raises
+        ------
+        ComplianceError
+            If the user may not encrypt PHI (audited).
+        """
+        flagged = self._allow(user_id, Permission.ENCRYPT_PHI, self._record(record_id))
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        encrypted = self.vault.encrypt(payload, record_id, subject_id=subject_id)
+        self._log(
+            user_id,
+            AuditAction.PHI_ENCRYPT,
+            self._record(record_id),
+            True,
+            {"break_glass": flagged, "version": encrypted.version},
+        )
+        return encrypted
+
+    def decrypt_phi(self, record: EncryptedPhi | str, *, user_id: str) -> bytes:
+        """Decrypt a record for an authorised user (every call audited, denials too).
+
+        Raises
+        ------
+        ComplianceError
+            If the user may not decrypt PHI, or the record was tampered with or shredded.
+        """
+        record_id = record if isinstance(record, str) else record.record_id
+        flagged = self._allow(user_id, Permission.DECRYPT_PHI, self._record(record_id))
+        try:
+            plain = self.vault.decrypt(record)
+        except ComplianceError as exc:
+            self._log(
+                user_id,
+                AuditAction.PHI_DECRYPT,
+                self._record(record_id),
+                False,
+                {"reason": str(exc)[:200]},
+            )
+            raise
+        self._log(
+            user_id,
+            AuditAction.PHI_DECRYPT,
+            self._record(record_id),
+            True,
+            {"break_glass": flagged},
+        )
+        return plain
+
+    def rotate_keys(
+        self, new_kek: KeyEncryptionKey | None = None, *, user_id: str = SYSTEM_USER
+    ) -> int:
+        """Re-wrap every subject key under a new KEK (no record is re-encrypted).
+
+        With an in-memory workspace a new ephemeral KEK is made if none is given; a
+        persistent workspace needs the new KEK (e.g. ``KeyEncryptionKey.create_file``),
+        which the caller keeps; the old one can then be destroyed.
+
+        Raises
+        ------
+        ConfigError
+            For a persistent workspace without ``new_kek``.
+        """
+        self._allow(user_id, Permission.ROTATE_KEYS, "keys")
+        if new_kek is None:
+            if self.workspace.is_persistent:
+                raise ConfigError(
+                    "new_kek",
+                    None,
+                    "a KeyEncryptionKey kept outside the data for a persistent workspace",
+                    "Create one with KeyEncryptionKey.create_file(path) and keep that file.",
+                )
+            new_kek = KeyEncryptionKey.ephemeral()
+        count = self.vault.rotate(new_kek)
+        self._kek = new_kek
+        self._log(
+            user_id,
+            AuditAction.KEY_ROTATION,
+            "keys",
+            True,
+            {"subject_keys": count, "new_key_id": new_kek.key_id},
+        )
+        return count
+
+    def shred_subject(
+        self,
+        subject_id: str,
+        *,
+        rotate_to: KeyEncryptionKey | None = None,
+        user_id: str = SYSTEM_USER,
+    ) -> int:
+        """Crypto-shred a subject: destroy their key, so their PHI cannot be decrypted.
+
+        Copies of the workspace taken before the shred still hold the subject's wrapped
+        key; pass ``rotate_to`` (and destroy the old KEK) to make those unreadable too.
+        """
+        resource = "subject:" + self.vault.pseudonym(subject_id)
+        self._allow(user_id, Permission.SHRED_PHI, resource)
+        count = self.vault.shred(subject_id, rotate_to=rotate_to)
+        if rotate_to is not None:
+            self._kek = rotate_to
+        self._log(user_id, AuditAction.CRYPTO_SHRED, resource, True, {"records": count})
+        return count
+
+    # ------------------------------------------------------------------ audit
+    def log_audit_event(
+        self,
+        user_id: str,
+        action: AuditAction,
+        resource_id: str,
+        success: bool = True,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditLogEntry | None:
+        """Append an event to the audit log (the guide's ``log_audit_event``)."""
+        return self._log(user_id, AuditAction(action), resource_id, success, details)
+
+    def export_audit_log(
+        self, start: datetime, end: datetime, *, user_id: str = SYSTEM_USER
+    ) -> list[AuditLogEntry]:
+        """The audit entries between ``start`` and ``end`` (the export itself is audited)."""
+        self._allow(user_id, Permission.EXPORT_AUDIT, "audit-log")
+        entries = self.audit.entries(start, end)
+        self._log(user_id, AuditAction.AUDIT_EXPORT, "audit-log", True, {"entries": len(entries)})
+        return entries
+
+    def export_audit_json(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        user_id: str = SYSTEM_USER,
+    ) -> dict[str, Any]:
+        """A self-verifying JSON export (check it with ``compliance.verify_export``)."""
+        self._allow(user_id, Permission.EXPORT_AUDIT, "audit-log")
+        exported = self.audit.export(start, end)
+        self._log(user_id, AuditAction.AUDIT_EXPORT, "audit-log", True, {"format": "json"})
+        return exported
+
+    def verify_audit_log(self) -> Any:
+        """Verify the hash chain and its checkpoint; the result names the first bad entry."""
+        return self.audit.verify()
+
+    # ------------------------------------------------------------------ PHI in data and gradients
+    def detect_phi(self, text: str) -> list[PhiFinding]:
+        """Safe Harbor identifiers that patterns find in ``text`` (masked evidence)."""
+        return detect_phi_text(text)
+
+    def admit_node(
+        self,
+        node_id: str,
+        X: npt.ArrayLike | None,  # noqa: N803 - the data matrix, as in NodeData
+        *,
+        region: str | None,
+        feature_names: Sequence[str] | None = None,
+        declared_phi: Sequence[Any] = (),
+    ) -> None:
+        """Refuse a node whose region breaks data residency or whose data carries undeclared PHI.
+
+        Raises
+        ------
+        ComplianceError
+            Naming the node and the reason (never the PHI itself).
+        """
+        wanted = self.config.data_residency.upper()
+        if region is None or region.upper() != wanted:
+            self._log(
+                SYSTEM_USER,
+                AuditAction.ACCESS_DENIED,
+                f"node:{node_id}",
+                False,
+                {"reason": "data residency", "region": str(region)},
+            )
+            raise ComplianceError(
+                f"Node {node_id!r} is in region {region!r}; HIPAA data_residency requires "
+                f"{wanted!r}. Register the node with region={wanted!r} or keep PHI nodes "
+                "in that region."
+            )
+        self._regions[node_id] = wanted
+        if self.config.auto_detect_phi and X is not None:
+            findings = scan_node_data(
+                np.asarray(X), feature_names=feature_names, declared=declared_phi
+            )
+            if findings:
+                kinds = sorted({str(f.kind) for f in findings})
+                self._log(
+                    SYSTEM_USER,
+                    AuditAction.ACCESS_DENIED,
+                    f"node:{node_id}",
+                    False,
+                    {"reason": "undeclared PHI", "kinds": ",".join(kinds)},
+                )
+                raise ComplianceError(
+                    f"Node {node_id!r} holds data that looks like undeclared PHI "
+                    f"({', '.join(kinds)}). Remove those columns, or declare them with "
+                    "declared_phi=... if they are meant to be there."
+                )
+
+    def verify_gradient_privacy(
+        self,
+        gradients: npt.ArrayLike,
+        *,
+        model: Any = None,
+        inputs: npt.ArrayLike | None = None,
+    ) -> bool:
+        """Run the exact-reconstruction attack on a gradient or update; True if it is safe.
+
+        The full report (attacks run, evidence) is kept in :attr:`last_leakage_report`.
+        """
+        report = gradient_leakage_test(gradients, model=model, inputs=inputs)
+        self.last_leakage_report = report
+        self._log(
+            SYSTEM_USER,
+            AuditAction.COMPLIANCE_CHECK,
+            "gradient-leakage-test",
+            report.safe,
+            {"attacks": ",".join(report.attacks), "safe": report.safe},
+        )
+        return report.safe
+
+    # ------------------------------------------------------------------ report
+    def verify_compliance(self) -> ComplianceReport:
+        """One check per HIPAA technical safeguard (45 CFR 164.312 (a)-(e)) and setting."""
+        report = ComplianceReport(checks=tuple(compliance_checks(self)))
+        self._log(
+            SYSTEM_USER,
+            AuditAction.COMPLIANCE_CHECK,
+            "compliance-report",
+            report.overall_compliant,
+            {"failures": len(report.failures)},
+        )
+        return report
+
+    @property
+    def kek_id(self) -> str:
+        """The id (not the value) of the key-encryption key in use."""
+        return self._kek.key_id
