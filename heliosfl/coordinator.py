@@ -115,6 +115,9 @@ class Coordinator:
         self._private = (
             PrivateRounds(config, model_id, privacy_ledger) if config.enable_privacy else None
         )
+        #: Further checks of every update before aggregation (run off the event loop);
+        #: each returns a reason to reject it, or None. HIPAA's leakage test is one.
+        self.update_guards: list[Callable[[ModelUpdate], str | None]] = []
 
     # ----------------------------------------------------------------- state
     @staticmethod
@@ -393,6 +396,7 @@ class Coordinator:
             shape=self._params.shape,
             registered=set(self._nodes),
             selected=selected,
+            guards=tuple(self.update_guards),
         )
         contributors = {u.node_id for u in accepted}
         for node_id, reason in rejected:

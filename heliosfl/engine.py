@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from heliosfl.backends.base import Backend, make_backend
+from heliosfl.compliance.hipaa import HipaaComplianceManager
 from heliosfl.config import Config, WorkerConfig
 from heliosfl.coordinator import Coordinator
 from heliosfl.data import NodeData
@@ -33,7 +34,7 @@ from heliosfl.errors import (
 from heliosfl.events import EventBus
 from heliosfl.faults import NodeFault
 from heliosfl.models import Model, prepare_model
-from heliosfl.records import TrainingResult
+from heliosfl.records import ModelUpdate, TrainingResult
 from heliosfl.resume import check_validation_data, load_stored_run
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.store import Workspace
@@ -103,6 +104,7 @@ class FederatedLearningEngine:
         self._coordinators: dict[str, Coordinator] = {}
         self._workers: dict[str, FederatedWorker] = {}
         self._runs: dict[str, TrainingRun] = {}
+        self._hipaa: HipaaComplianceManager | None = None
         self._closed = False
 
     # ------------------------------------------------------------ lifecycle
@@ -217,6 +219,35 @@ class FederatedLearningEngine:
             raise ModelNotFound(model_id, tuple(self._models))
         return model
 
+    def attach_hipaa(self, manager: HipaaComplianceManager) -> None:
+        """Put training under a HIPAA manager.
+
+        From now on: training events go to its audit log; every update is checked with
+        the gradient-leakage attack before aggregation and a leaking update is rejected
+        (recorded in the round and audited), not aggregated; new workers are refused if
+        their region breaks data residency or their data carries undeclared PHI.
+        """
+        if not isinstance(manager, HipaaComplianceManager):
+            raise ConfigError("manager", manager, "a HipaaComplianceManager")
+        self._hipaa = manager
+        self.events.add_listener(manager.audit_event)
+        for coordinator in self._coordinators.values():
+            self._guard(coordinator)
+
+    def _guard(self, coordinator: Coordinator) -> None:
+        manager = self._hipaa
+        if manager is None:
+            return
+
+        def guard(update: ModelUpdate) -> str | None:
+            worker = self._workers.get(update.node_id)
+            inputs = None if worker is None or worker.data is None else worker.data.X
+            return manager.update_guard(
+                update.delta, model=coordinator.model, inputs=inputs, node_id=update.node_id
+            )
+
+        coordinator.update_guards.append(guard)
+
     def privacy_spent(self, model_id: str) -> tuple[float, float]:
         """``(epsilon, delta)`` spent by ``model_id``'s committed rounds.
 
@@ -289,6 +320,7 @@ class FederatedLearningEngine:
             validation_data=validation_data,
         )
         self._coordinators[model_id] = coordinator
+        self._guard(coordinator)
         return coordinator
 
     def get_coordinator(self, model_id: str) -> Coordinator:
@@ -354,6 +386,7 @@ class FederatedLearningEngine:
             privacy_ledger=stored.privacy_ledger,
         )
         self._coordinators[model_id] = coordinator
+        self._guard(coordinator)
         return coordinator
 
     # ------------------------------------------------------------ workers
@@ -363,6 +396,9 @@ class FederatedLearningEngine:
         data: NodeData | None = None,
         *,
         fault: NodeFault | None = None,
+        region: str | None = None,
+        declared_phi: Sequence[str] = (),
+        feature_names: Sequence[str] | None = None,
     ) -> FederatedWorker:
         """Create the worker of a node (replacing an earlier worker of the same id).
 
@@ -374,6 +410,13 @@ class FederatedLearningEngine:
             The node's private data.
         fault : NodeFault or None
             Simulated misbehaviour for experiments (crashes, hangs, delays).
+        region : str or None
+            Where the node's data lives; with a HIPAA manager attached it must match the
+            manager's ``data_residency``.
+        declared_phi : sequence of str
+            PHI kinds the node's data is meant to hold (not refused by PHI detection).
+        feature_names : sequence of str or None
+            Column names, scanned for identifier names by PHI detection.
 
         Returns
         -------
@@ -387,6 +430,14 @@ class FederatedLearningEngine:
             raise ConfigError("data", data, "a NodeData or None")
         if fault is not None and not isinstance(fault, NodeFault):
             raise ConfigError("fault", fault, "a NodeFault or None")
+        if self._hipaa is not None:
+            self._hipaa.admit_node(
+                config.node_id,
+                None if data is None else data.X,
+                region=region,
+                feature_names=feature_names,
+                declared_phi=declared_phi,
+            )
         worker = FederatedWorker(
             config, data, backend=self.backend, resolve=self._resolve, fault=fault
         )

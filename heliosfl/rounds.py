@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -107,8 +107,12 @@ def check_updates(
     shape: tuple[int, ...],
     registered: Collection[str],
     selected: Collection[str] | None,
+    guards: Sequence[Callable[[ModelUpdate], str | None]] = (),
 ) -> tuple[list[ModelUpdate], list[tuple[str, str]]]:
     """Split a round's updates into accepted ones and rejected ones with their reasons.
+
+    ``guards`` are further checks (e.g. HIPAA's gradient-leakage test) run on every update
+    that passed :func:`check_update`; a guard returns a reason to reject, or ``None``.
 
     Returns
     -------
@@ -129,6 +133,11 @@ def check_updates(
             seen=seen,
             selected=selected,
         )
+        if reason is None and isinstance(update, ModelUpdate):
+            for guard in guards:
+                reason = guard(update)
+                if reason is not None:
+                    break
         if reason is None and isinstance(update, ModelUpdate):
             accepted.append(update)
             seen.add(update.node_id)

@@ -35,6 +35,7 @@ from heliosfl.compliance.phi import PhiFinding, detect_phi_text, scan_node_data
 from heliosfl.compliance.report import ComplianceReport
 from heliosfl.compliance.safeguards import compliance_checks
 from heliosfl.errors import ComplianceError, ConfigError
+from heliosfl.events import Event, RoundCompleted, TrainingFinished, TrainingStarted
 from heliosfl.store import Workspace
 
 __all__ = ["SYSTEM_USER", "HipaaComplianceManager", "HipaaConfig"]
@@ -436,6 +437,70 @@ class HipaaComplianceManager:
             {"attacks": ",".join(report.attacks), "safe": report.safe},
         )
         return report.safe
+
+    # ------------------------------------------------------------------ engine hooks
+    def update_guard(
+        self,
+        delta: npt.ArrayLike,
+        *,
+        model: Any,
+        inputs: npt.ArrayLike | None,
+        node_id: str,
+    ) -> str | None:
+        """Check one node's update before aggregation (the guide's best practice).
+
+        Runs the exact-reconstruction attack on the update with the node's own rows as
+        the inputs to compare against. Returns ``None`` if it is safe, else the reason it
+        is rejected (also audited as ``update_rejected``); the evidence holds counts and
+        errors only, never data.
+        """
+        report = gradient_leakage_test(delta, model=model, inputs=inputs, update=True)
+        if report.safe:
+            return None
+        self.rejected_updates += 1
+        self._log(
+            SYSTEM_USER,
+            AuditAction.UPDATE_REJECTED,
+            f"node:{node_id}",
+            False,
+            {"attacks": ",".join(report.attacks), "matched_inputs": report.matched_inputs},
+        )
+        return "HIPAA gradient-leakage test: the update reveals a node's input"
+
+    def audit_event(self, event: Event) -> None:
+        """Record a training event in the audit log (an engine event listener)."""
+        if isinstance(event, TrainingStarted):
+            self._log(
+                SYSTEM_USER,
+                AuditAction.TRAINING_STARTED,
+                f"model:{event.model_id}",
+                True,
+                {"start_round": event.start_round, "max_rounds": event.max_rounds},
+            )
+        elif isinstance(event, RoundCompleted):
+            record = event.record
+            self._log(
+                SYSTEM_USER,
+                AuditAction.ROUND_COMPLETED,
+                f"model:{event.model_id}",
+                True,
+                {
+                    "round": record.round_number,
+                    "participants": len(record.participating_nodes),
+                    "failed": len(record.failed_nodes),
+                },
+            )
+        elif isinstance(event, TrainingFinished):
+            self._log(
+                SYSTEM_USER,
+                AuditAction.TRAINING_FINISHED,
+                f"model:{event.model_id}",
+                event.result.error is None,
+                {
+                    "stop_reason": event.result.stop_reason.value,
+                    "rounds": event.result.rounds_completed,
+                },
+            )
 
     # ------------------------------------------------------------------ report
     def verify_compliance(self) -> ComplianceReport:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import pickle
@@ -103,7 +104,7 @@ def test_append_chains_entries_and_reads_them_back(ws: Workspace) -> None:
     entries = log.entries()
     assert [e.seq for e in entries] == list(range(N))
     assert entries[0].prev_hmac == "0" * 64
-    assert all(b.prev_hmac == a.hmac for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev_hmac == a.hmac for a, b in itertools.pairwise(entries))
     assert entries[2].time == T0 + timedelta(minutes=3)
     assert entries[2].time.tzinfo is UTC
     assert (entries[2].user_id, entries[2].action, entries[2].resource) == (
@@ -243,7 +244,7 @@ def test_an_edit_of_any_column_names_the_entry(ws: Workspace, column: str, value
 @pytest.mark.parametrize("seq", [0, 2, 4])
 def test_a_deleted_entry_is_named(ws: Workspace, seq: int) -> None:
     log = make_log(ws)
-    tamper(ws, f"DELETE FROM audit_log WHERE seq = {seq}")
+    tamper(ws, ("DELETE FROM audit_log WHERE seq = ?", (seq,)))
     assert_bad(log.verify(), AuditProblem.DELETED, seq)
 
 
@@ -266,7 +267,7 @@ def test_an_entry_moved_out_of_the_chain_is_named(ws: Workspace) -> None:
 @pytest.mark.parametrize("cut", [1, 3, N])
 def test_a_truncated_tail_is_caught_by_the_checkpoint(ws: Workspace, cut: int) -> None:
     log = make_log(ws)
-    tamper(ws, f"DELETE FROM audit_log WHERE seq >= {N - cut}")
+    tamper(ws, ("DELETE FROM audit_log WHERE seq >= ?", (N - cut,)))
     result = log.verify()
     assert_bad(result, AuditProblem.TRUNCATED, N - cut)
     assert result.entries_checked == N - cut
@@ -295,8 +296,11 @@ def test_an_entry_forged_after_the_head_is_named(ws: Workspace) -> None:
     log = make_log(ws)
     tamper(
         ws,
-        f"INSERT INTO audit_log SELECT log_id, {N}, time, 'mallory', action, resource, success, "
-        f"details, hmac, hmac FROM audit_log WHERE seq = {N - 1}",
+        (
+            "INSERT INTO audit_log SELECT log_id, seq + 1, time, 'mallory', action, resource, "
+            "success, details, hmac, hmac FROM audit_log WHERE seq = ?",
+            (N - 1,),
+        ),
     )
     assert_bad(log.verify(), AuditProblem.INSERTED, N)
 
