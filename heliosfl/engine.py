@@ -230,6 +230,7 @@ class FederatedLearningEngine:
         if not isinstance(manager, HipaaComplianceManager):
             raise ConfigError("manager", manager, "a HipaaComplianceManager")
         self._hipaa = manager
+        manager.track_checkpoints(self.workspace)
         self.events.add_listener(manager.audit_event)
         for coordinator in self._coordinators.values():
             self._guard(coordinator)
@@ -364,6 +365,8 @@ class FederatedLearningEngine:
         model_id = _check_model_id(model_id)
         if model_id in self._models:
             raise ConfigError("model_id", model_id, "a model not yet registered in this engine")
+        if self._hipaa is not None and self._hipaa.config.enable_integrity_checks:
+            await asyncio.to_thread(self._hipaa.checkpoint_tags.check, model_id)
         stored = await asyncio.to_thread(
             load_stored_run, self.workspace, model_id, self.config, model
         )

@@ -19,7 +19,10 @@ genuine entry past the head; verify reports ``CHECKPOINT_BEHIND`` with ``ok=True
 MAC past the head is not a truncation, which is entries *missing*), and the next append
 catches up. An append chains onto the checkpoint head when the log ends before it, so a
 cut stays visible as a gap; it writes nothing while a durable checkpoint is missing or
-fails its tag, until :meth:`AuditLog.reset_checkpoint`.
+fails its tag, until :meth:`AuditLog.reset_checkpoint`. A power loss (not a process crash)
+can drop the workspace's last commits (WAL, ``synchronous=NORMAL``) while the fsynced
+checkpoint keeps them; verify then reports ``TRUNCATED``, as it cannot tell that from a cut.
+Each append is its own transaction: never call it inside ``workspace.transaction()``.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ _INSERT = (
     f"VALUES (:log_id, {', '.join(':' + c for c in _COLUMNS)})"
 )
 _WHERE = "FROM audit_log WHERE log_id = :log AND typeof(seq) = 'integer'"
+_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
 _TAIL = f"SELECT seq, hmac {_WHERE} ORDER BY seq DESC LIMIT 1"
 _SPAN = f"SELECT {{}}(seq) {_WHERE} AND time >= :lo AND time <= :hi"
 Head = tuple[int, str]  # (seq, hmac) of the last entry; (-1, GENESIS_HMAC) for none
@@ -153,20 +157,22 @@ class FileCheckpoint(AuditCheckpoint):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
 
 def _raw(row: tuple[Any, ...]) -> dict[str, Any]:
     """A stored row in ``to_dict()`` form, tampered values left as found (bytes as text)."""
-    raw: dict[str, Any] = {
-        k: v.decode(errors="replace") if isinstance(v, bytes) else v
-        for k, v in zip(_COLUMNS, row, strict=True)
-    }
+    values = (v.decode(errors="replace") if isinstance(v, bytes) else v for v in row)
+    raw: dict[str, Any] = dict(zip(_COLUMNS, values, strict=True))
     raw["success"] = {0: False, 1: True}.get(raw["success"], raw["success"])
     with contextlib.suppress(TypeError, ValueError):  # non-canonical text stays: its MAC fails
-        details = json.loads(raw["details"])
-        raw["details"] = (
-            details if chain.canonical_json(details).decode() == raw["details"] else raw["details"]
-        )
+        if chain.canonical_json(details := json.loads(raw["details"])).decode() == raw["details"]:
+            raw["details"] = details
     return raw
 
 
@@ -270,11 +276,30 @@ class AuditLog:
     ) -> AuditLogEntry:
         """Append one entry in one transaction, then move the checkpoint to it.
 
-        `user_id` and `resource` are str of 1-200 characters (subjects through
-        :meth:`subject`); `details` as :class:`AuditLogEntry` allows. Returns the entry as
-        stored. Raises :class:`ConfigError` for an invalid argument (values never echoed);
-        :class:`ComplianceError` if a durable checkpoint is missing or fails its tag
-        (nothing written), or the entry was committed but the checkpoint write failed.
+        Parameters
+        ----------
+        user_id, resource : str
+            Who acted, on what: 1-200 characters; subjects through :meth:`subject`.
+        action : AuditAction or str
+            What was done.
+        success : bool, default True
+            The outcome; ``False`` for a denial or a failure.
+        details : Mapping, optional
+            At most 32 items: str keys of 1-64 characters; values None, bool, int, finite
+            float, or str of at most 500 characters. Never PHI.
+
+        Returns
+        -------
+        AuditLogEntry
+            The entry as stored.
+
+        Raises
+        ------
+        ConfigError
+            If an argument is invalid (the message never echoes a value).
+        ComplianceError
+            If a durable checkpoint is missing or fails its tag (nothing is written), or
+            the entry was committed but the checkpoint write failed (verify says so).
         """
         chain.check_text("user_id", user_id)
         chain.check_text("resource", resource)
@@ -429,10 +454,7 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], Head | None]:
         """The rows (``to_dict()`` form, by seq) and the tail; none if the table is gone."""
         with self._workspace.reading() as conn:
-            if (
-                conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_log'").fetchone()
-                is None
-            ):
+            if conn.execute(_EXISTS).fetchone() is None:
                 return [], None
             select = f"SELECT {', '.join(_COLUMNS)} FROM audit_log WHERE log_id = :log {where}"  # noqa: S608
             rows = [
@@ -443,12 +465,8 @@ class AuditLog:
         return rows, None if tail is None else (tail[0], str(tail[1]))
 
     def _record(self, head: Head) -> str:
-        body = {
-            "format": "heliosfl-audit-checkpoint",
-            "log_id": self._log_id,
-            "seq": head[0],
-            "hmac": head[1],
-        }
+        body = dict(format="heliosfl-audit-checkpoint", log_id=self._log_id, seq=head[0])
+        body["hmac"] = head[1]
         return json.dumps({**body, "tag": chain.keyed_tag(self._key, "checkpoint", body)})
 
     def _head(self) -> tuple[Head | None, AuditProblem | None, str]:

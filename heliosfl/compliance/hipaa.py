@@ -29,6 +29,7 @@ from heliosfl.compliance.audit import (
     MemoryCheckpoint,
 )
 from heliosfl.compliance.crypto import EncryptedPhi, PhiVault
+from heliosfl.compliance.integrity import CheckpointTags
 from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
 from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
 from heliosfl.compliance.phi import PhiFinding, detect_phi_text, scan_node_data
@@ -156,6 +157,11 @@ class HipaaComplianceManager:
             else FileCheckpoint(key_file.with_suffix(".audit-head"))
         )
         self.vault = PhiVault(self.workspace, kek)
+        self._tag_key = bytes.fromhex(
+            self.vault.pseudonym("heliosfl internal: checkpoint tag key, part 1")
+            + self.vault.pseudonym("heliosfl internal: checkpoint tag key, part 2")
+        )
+        self.checkpoint_tags = CheckpointTags(self.workspace, self._tag_key)
         # The audit key and the pseudonyms come from the vault's own random key (stored
         # wrapped by the KEK and re-wrapped on rotation), so they survive key rotation.
         audit_key = bytes.fromhex(
@@ -439,6 +445,10 @@ class HipaaComplianceManager:
         return report.safe
 
     # ------------------------------------------------------------------ engine hooks
+    def track_checkpoints(self, workspace: Workspace) -> None:
+        """Tag (and verify) the checkpoints kept in ``workspace`` (the engine's)."""
+        self.checkpoint_tags = CheckpointTags(workspace, self._tag_key)
+
     def update_guard(
         self,
         delta: npt.ArrayLike,
@@ -479,6 +489,9 @@ class HipaaComplianceManager:
             )
         elif isinstance(event, RoundCompleted):
             record = event.record
+            if self.config.enable_integrity_checks:
+                self.checkpoint_tags.tag(event.model_id, 0)
+                self.checkpoint_tags.tag(event.model_id, record.round_number)
             self._log(
                 SYSTEM_USER,
                 AuditAction.ROUND_COMPLETED,

@@ -81,15 +81,31 @@ def compliance_checks(manager: HipaaComplianceManager) -> list[ComplianceCheck]:
                 "Set enable_audit_logging=True.",
             )
         )
-    checks.append(
-        ComplianceCheck(
-            "164.312(c)(1) Integrity",
-            CheckStatus.WARN if config.enable_integrity_checks else CheckStatus.FAIL,
-            "PHI records are authenticated (AES-GCM tags bind record id and version) and "
-            "verified on every read; model checkpoints do not carry integrity tags yet",
-            "Set enable_integrity_checks=True; checkpoint tags are planned.",
+    if config.enable_integrity_checks:
+        verified, bad = manager.checkpoint_tags.verify()
+        checks.append(
+            ComplianceCheck(
+                "164.312(c)(1) Integrity",
+                CheckStatus.PASS if bad is None else CheckStatus.FAIL,
+                "PHI records are authenticated (AES-GCM binds record id and version) and "
+                f"verified on every read; {verified} model checkpoints carry HMAC tags"
+                + (
+                    " that verify"
+                    if bad is None
+                    else f"; checkpoint {bad[1]} of model {bad[0]!r} does not match"
+                ),
+                "Restore the modified checkpoint from a trusted copy.",
+            )
         )
-    )
+    else:
+        checks.append(
+            ComplianceCheck(
+                "164.312(c)(1) Integrity",
+                CheckStatus.FAIL,
+                "integrity checks are disabled",
+                "Set enable_integrity_checks=True.",
+            )
+        )
     checks.append(
         ComplianceCheck(
             "164.312(d) Person or entity authentication",

@@ -71,3 +71,43 @@ async def test_nodes_outside_the_residency_are_refused_at_creation(small_nodes):
         with pytest.raises(fl.ComplianceError, match="undeclared PHI"):
             await engine.create_worker(fl.WorkerConfig(node_id="ids"), data=leaky, region="US")
         await engine.create_worker(fl.WorkerConfig(node_id="ok"), data=small_nodes[0], region="us")
+
+
+async def test_checkpoints_carry_integrity_tags_verified_on_read(
+    small_nodes, breast_cancer, tmp_path
+):
+    _, test = breast_cancer
+    path = tmp_path / "hospital.db"
+    config = fl.Config(round_config=round_config(max_rounds=3, min_nodes_per_round=3))
+    with fl.Workspace(path) as workspace:
+        engine = fl.FederatedLearningEngine(config, workspace=workspace)
+        manager = HipaaComplianceManager(HipaaConfig())
+        engine.attach_hipaa(manager)
+        await engine.register_model("m", "logistic_regression", input_dim=30)
+        coordinator = await engine.create_coordinator("m", validation_data=test)
+        for i, data in enumerate(small_nodes):
+            await engine.create_worker(fl.WorkerConfig(node_id=f"h{i}"), data=data, region="US")
+            await coordinator.register_node(f"h{i}", len(data))
+        async with engine:
+            await engine.train("m")
+        verified, bad = manager.checkpoint_tags.verify()
+        assert (verified, bad) == (4, None)  # rounds 0..3
+        report_ok = manager.verify_compliance()
+        assert report_ok.overall_compliant
+        with workspace.transaction() as conn:  # someone edits checkpoint 2 behind our back
+            row = conn.execute(
+                "SELECT params FROM checkpoints WHERE model_id='m' AND round_number=2"
+            ).fetchone()
+            tampered = bytearray(row[0])
+            tampered[0] ^= 1
+            conn.execute(
+                "UPDATE checkpoints SET params=? WHERE model_id='m' AND round_number=2",
+                (bytes(tampered),),
+            )
+        assert manager.checkpoint_tags.verify() == (2, ("m", 2))
+        assert not manager.verify_compliance().overall_compliant
+        resumed = fl.FederatedLearningEngine(config, workspace=workspace)
+        resumed.attach_hipaa(manager)
+        async with resumed:
+            with pytest.raises(fl.ComplianceError, match="checkpoint 2"):
+                await resumed.resume("m")
