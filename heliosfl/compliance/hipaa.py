@@ -186,7 +186,10 @@ class HipaaComplianceManager:
         """Check access (if enabled), audit a denial, and return whether it was allowed."""
         if not self.config.enable_access_controls:
             return False
-        decision = self.access.check(user_id, permission)
+        # Reading PHI needs a live session, so automatic logoff ends access to it.
+        decision = self.access.check(
+            user_id, permission, require_session=permission is Permission.DECRYPT_PHI
+        )
         if not decision.allowed:
             self._log(
                 user_id,
@@ -337,9 +340,18 @@ class HipaaComplianceManager:
         resource_id: str,
         success: bool = True,
         details: Mapping[str, Any] | None = None,
+        *,
+        pseudonymize: bool = True,
     ) -> AuditLogEntry | None:
-        """Append an event to the audit log (the guide's ``log_audit_event``)."""
-        return self._log(user_id, AuditAction(action), resource_id, success, details)
+        """Append an event to the audit log (the guide's ``log_audit_event``).
+
+        Resource ids such as ``"patient_12345"`` identify people, so by default they are
+        stored as keyed pseudonyms (``"record:<hmac>"``); ``vault.pseudonym(id)`` computes
+        the same pseudonym to find a resource's entries. Pass ``pseudonymize=False`` only
+        for ids that are not PHI.
+        """
+        resource = self._record(resource_id) if pseudonymize else resource_id
+        return self._log(user_id, AuditAction(action), resource, success, details)
 
     def export_audit_log(
         self, start: datetime, end: datetime, *, user_id: str = SYSTEM_USER

@@ -78,18 +78,23 @@ def test_access_is_deny_by_default_audited_and_break_glass_expires():
     manager.access.add_user("dr_smith", Role.CLINICIAN)
     manager.access.add_user("ana", Role.DATA_SCIENTIST)
     manager.encrypt_phi(b"Patient record", "patient_1", subject_id="subject-1")
+    with pytest.raises(fl.ComplianceError, match="no active session"):
+        manager.decrypt_phi("patient_1", user_id="dr_smith")  # reading PHI needs a session
+    manager.access.login("dr_smith")
+    manager.access.login("ana")
     assert manager.decrypt_phi("patient_1", user_id="dr_smith") == b"Patient record"
     with pytest.raises(fl.ComplianceError, match="Access denied"):
         manager.decrypt_phi("patient_1", user_id="ana")
     until = manager.access.break_glass("ana", "patient coding on the ward", duration_secs=600)
     assert manager.decrypt_phi("patient_1", user_id="ana") == b"Patient record"
     now[0] = until + timedelta(seconds=1)
+    manager.access.login("ana")
     with pytest.raises(fl.ComplianceError, match="expired"):
         manager.decrypt_phi("patient_1", user_id="ana")
     entries = manager.audit.entries()
     denials = [e for e in entries if e.action is AuditAction.ACCESS_DENIED]
     decrypts = [e for e in entries if e.action is AuditAction.PHI_DECRYPT]
-    assert len(denials) == 2
+    assert len(denials) == 3
     assert [e.details.get("break_glass") for e in decrypts] == [False, True]
     with pytest.raises(fl.ConfigError, match="user_id"):
         manager.access.add_user("dr_smith", Role.AUDITOR)  # ids are unique
@@ -194,5 +199,14 @@ def test_a_persistent_workspace_keeps_its_key_apart_and_survives_a_restart(tmp_p
     with fl.Workspace(data_dir / "clinic.db") as workspace:
         manager = HipaaComplianceManager(guide_config(), workspace=workspace)
         manager.access.add_user("dr_smith", Role.CLINICIAN)
+        manager.access.login("dr_smith")
         assert manager.decrypt_phi("patient_1", user_id="dr_smith") == b"note"
         assert manager.verify_audit_log().ok
+
+
+def test_the_guides_resource_ids_are_pseudonymised_in_the_log():
+    manager = HipaaComplianceManager(guide_config())
+    manager.log_audit_event("dr_smith", AuditAction.PHI_ACCESS, "patient_12345", True, {})
+    entry = manager.audit.entries()[-1]
+    assert "12345" not in entry.resource
+    assert entry.resource == "record:" + manager.vault.pseudonym("patient_12345")
