@@ -13,7 +13,8 @@ The public API renders the product guide in Python::
 
 import logging
 
-from heliosfl import data, models, privacy
+from heliosfl import compliance, data, models, privacy
+from heliosfl.compliance import AuditAction, AuditLogEntry, HipaaComplianceManager, HipaaConfig
 from heliosfl.config import (
     AggregationStrategy,
     Config,
@@ -65,6 +66,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AggregationStrategy",
+    "AuditAction",
+    "AuditLogEntry",
     "ClosedError",
     "ComplianceError",
     "Config",
@@ -83,6 +86,8 @@ __all__ = [
     "FederatedLearningEngine",
     "FederatedLearningError",
     "FederatedWorker",
+    "HipaaComplianceManager",
+    "HipaaConfig",
     "InsufficientNodes",
     "Model",
     "ModelNotFound",
@@ -110,6 +115,7 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "compliance",
     "data",
     "models",
     "privacy",

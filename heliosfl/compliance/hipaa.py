@@ -9,12 +9,8 @@ or comes from ``HELIOSFL_KEK``, a passphrase, or an explicit :class:`KeyEncrypti
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +25,9 @@ from heliosfl.compliance.audit import (
     MemoryCheckpoint,
 )
 from heliosfl.compliance.crypto import EncryptedPhi, PhiVault
+from heliosfl.compliance.hipaa_config import HipaaConfig, default_kek
 from heliosfl.compliance.integrity import CheckpointTags
-from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
+from heliosfl.compliance.keys import KeyEncryptionKey
 from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
 from heliosfl.compliance.phi import PhiFinding, detect_phi_text, scan_node_data
 from heliosfl.compliance.report import ComplianceReport
@@ -43,79 +40,6 @@ __all__ = ["SYSTEM_USER", "HipaaComplianceManager", "HipaaConfig"]
 
 #: The built-in administrator that acts when the guide's calls name no user.
 SYSTEM_USER = "system"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HipaaConfig:
-    """The guide's HIPAA settings.
-
-    Parameters
-    ----------
-    encrypt_phi_at_rest : bool
-        PHI is stored only encrypted (AES-256-GCM, envelope keys).
-    encrypt_phi_in_transit : bool
-        Required by the report; in-process simulation transmits nothing, and secure
-        aggregation (when enabled) protects updates in transit.
-    enable_audit_logging : bool
-        Every PHI access, denial and training event goes to the hash-chained audit log.
-    data_residency : str
-        Region PHI nodes must be in (e.g. ``"US"``).
-    enable_access_controls : bool
-        Deny-by-default roles gate every encryption, decryption and export.
-    enable_integrity_checks : bool
-        Checkpoints get HMAC integrity tags, verified on read.
-    min_key_size_bits : int
-        At least 256 (AES-256); smaller is refused.
-    auto_detect_phi : bool
-        Node data is scanned for undeclared PHI before it may train.
-    auto_logoff_secs : float
-        Idle sessions end after this long.
-    """
-
-    encrypt_phi_at_rest: bool = True
-    encrypt_phi_in_transit: bool = True
-    enable_audit_logging: bool = True
-    data_residency: str = "US"
-    enable_access_controls: bool = True
-    enable_integrity_checks: bool = True
-    min_key_size_bits: int = 256
-    auto_detect_phi: bool = True
-    auto_logoff_secs: float = 900.0
-
-    def __post_init__(self) -> None:
-        check_key_size(self.min_key_size_bits)
-        for name in (
-            "encrypt_phi_at_rest",
-            "encrypt_phi_in_transit",
-            "enable_audit_logging",
-            "enable_access_controls",
-            "enable_integrity_checks",
-            "auto_detect_phi",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"hipaa_config.{name}", getattr(self, name), "True or False")
-        if not isinstance(self.data_residency, str) or not self.data_residency.strip():
-            raise ConfigError(
-                "hipaa_config.data_residency", self.data_residency, "a region code like 'US'"
-            )
-
-
-def _key_dir() -> Path:
-    return Path(os.environ.get("HELIOSFL_KEY_DIR", "~/.heliosfl/keys")).expanduser()
-
-
-def _default_kek(workspace: Workspace) -> tuple[KeyEncryptionKey, Path | None]:
-    if os.environ.get("HELIOSFL_KEK"):
-        return KeyEncryptionKey.from_env("HELIOSFL_KEK"), None
-    if workspace.path is None:
-        return KeyEncryptionKey.ephemeral(), None
-    directory = _key_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tag = hashlib.sha256(str(workspace.path.resolve()).encode()).hexdigest()[:12]
-    path = directory / f"{workspace.path.stem}-{tag}.kek"
-    if path.exists():
-        return KeyEncryptionKey.from_file(path), path
-    return KeyEncryptionKey.create_file(path), path
 
 
 class HipaaComplianceManager:
@@ -147,7 +71,7 @@ class HipaaComplianceManager:
         self.workspace = Workspace() if workspace is None else workspace
         key_file = None
         if kek is None:
-            kek, key_file = _default_kek(self.workspace)
+            kek, key_file = default_kek(self.workspace)
         self._kek = kek
         self.key_file = key_file
         clock = clock or (lambda: datetime.now(UTC))
