@@ -331,6 +331,11 @@ class DifferentialPrivacyConfig:
         Quantile of update norms the adaptive clip norm tracks, in (0, 1).
     clip_learning_rate : float
         Step size of the adaptive clip norm's geometric update (> 0).
+    reproducible_noise : bool
+        Draw the noise from the run's seed instead of the operating system's entropy.
+        Only for teaching and tests: anyone who knows the seed can regenerate the noise
+        and subtract it, so the guarantee then holds only while the seed stays secret
+        and is never reused. Off by default.
     """
 
     epsilon: float = 1.0
@@ -342,6 +347,7 @@ class DifferentialPrivacyConfig:
     adaptive_clipping: bool = False
     target_quantile: float = 0.5
     clip_learning_rate: float = 0.2
+    reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
         eps = check_float("privacy_config.epsilon", self.epsilon, low=0.0)
@@ -369,6 +375,10 @@ class DifferentialPrivacyConfig:
             high_open=True,
         )
         object.__setattr__(self, "target_quantile", quantile)
+        if not isinstance(self.reproducible_noise, bool):
+            raise ConfigError(
+                "privacy_config.reproducible_noise", self.reproducible_noise, "True or False"
+            )
         rate = check_float("privacy_config.clip_learning_rate", self.clip_learning_rate, low=0.0)
         object.__setattr__(self, "clip_learning_rate", rate)
         if self.adaptive_clipping and mechanism is NoiseMechanism.LAPLACE:
@@ -391,6 +401,7 @@ class DifferentialPrivacyConfig:
             "adaptive_clipping": self.adaptive_clipping,
             "target_quantile": self.target_quantile,
             "clip_learning_rate": self.clip_learning_rate,
+            "reproducible_noise": self.reproducible_noise,
         }
 
     @classmethod

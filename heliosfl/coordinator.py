@@ -342,6 +342,7 @@ class Coordinator:
                 timeout_secs=self.config.round_config.node_timeout_secs,
                 backend=self._backend,
                 events=self._events,
+                private=self._private is not None,
             ).run(selected, self._workers, context)
             updates = [o for o in outcomes.values() if isinstance(o, ModelUpdate)]
             failures = {n: o for n, o in outcomes.items() if isinstance(o, str)}
@@ -387,6 +388,16 @@ class Coordinator:
             (selection[2], selection[3]) if selection else (time.perf_counter(), _now_iso())
         )
         selected = selection[1] if selection else None
+        private = self._private
+        if private is not None and (selected is None or not private.is_checked(round_number)):
+            # The charged event assumes the round's participants were selected by the
+            # rule (sampling, top-k); updates nobody selected would void that.
+            raise ConfigError(
+                "execute_round",
+                self.model_id,
+                "preceded by select_nodes_for_round() when differential privacy is on",
+                "Select the round's nodes first; only their updates are accepted.",
+            )
         failures = dict(failures)
         accepted, rejected = await asyncio.to_thread(
             check_updates,
@@ -415,7 +426,6 @@ class Coordinator:
                 failures[node_id] = "no update received"
         required = self.config.round_config.min_nodes_per_round
         record = summarize_round(round_number, accepted, failures, selected, started_at)
-        private = self._private
         if private is not None:  # no per-node figures leave the accounting
             record = replace(record, node_figures={}, aggregated_loss=None)
         if len(accepted) < required:
@@ -439,8 +449,6 @@ class Coordinator:
                 RoundFailed(model_id=self.model_id, record=record, reason=str(error))
             )
             raise error
-        if private is not None and not private.is_checked(round_number):
-            private.check(round_number, len(self._nodes.candidates()))
         new_params, new_state, evaluation, entry = await asyncio.to_thread(
             self._aggregate, accepted, round_number
         )

@@ -43,6 +43,8 @@ class RoundDispatch:
         Where training runs.
     events : EventBus
         Where ``NodeFinished`` and ``NodeFailed`` go.
+    private : bool
+        Differential privacy is on: events carry no per-node loss.
     """
 
     def __init__(
@@ -53,8 +55,10 @@ class RoundDispatch:
         timeout_secs: float,
         backend: Backend,
         events: EventBus,
+        private: bool = False,
     ) -> None:
         self.model_id = model_id
+        self.private = private
         self.round_number = round_number
         self.timeout_secs = timeout_secs
         self._backend = backend
@@ -159,7 +163,7 @@ class RoundDispatch:
                     model_id=self.model_id,
                     round_number=round_number,
                     node_id=node_id,
-                    loss=update.loss,
+                    loss=None if self.private else update.loss,
                     num_samples=update.num_samples,
                     duration_secs=update.duration_secs,
                 )

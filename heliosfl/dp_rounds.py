@@ -15,6 +15,7 @@ and amplification by sampling (``random(k)``) assumes it stays with the operator
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,7 +92,7 @@ class PrivateRounds:
                 available=available,
                 rounds=self.config.round_config.max_rounds,
             )
-        event = self.plan.round_event(max(available, self.plan.denominator))
+        event = self.plan.round_event(available)
         epsilon_after = self.ledger.check(event)
         self._pending = (round_number, event, epsilon_after)
 
@@ -117,7 +118,12 @@ class PrivateRounds:
         assert self.plan is not None and self.is_checked(round_number)  # noqa: S101
         _, event, epsilon_after = self._pending  # type: ignore[misc]
         clip = float(state.get(CLIP_STATE_KEY, np.array([self.privacy.clip_norm]))[0])
-        rng = rng_for(self.config.seed, Stream.NOISE, self.model_id, round_number, attempt=attempt)
+        if self.privacy.reproducible_noise:
+            rng = rng_for(
+                self.config.seed, Stream.NOISE, self.model_id, round_number, attempt=attempt
+            )
+        else:  # the noise must not be computable from anything public, the seed included
+            rng = np.random.default_rng(secrets.randbits(128))
         mean, next_clip = private_mean(deltas, self.plan, clip_norm=clip, rng=rng)
         inner = {k: v for k, v in state.items() if k != CLIP_STATE_KEY}
         new_params, new_state = strategy.aggregate(params, [mean], [1.0], inner)

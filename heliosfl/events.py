@@ -77,11 +77,11 @@ class RoundStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeFinished(Event):
-    """A node returned its update."""
+    """A node returned its update (``loss`` is ``None`` under differential privacy)."""
 
     round_number: int
     node_id: str
-    loss: float
+    loss: float | None
     num_samples: int
     duration_secs: float
 

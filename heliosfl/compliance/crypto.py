@@ -90,7 +90,7 @@ def _open(key: bytes, sealed: bytes, aad: bytes, problem: str) -> bytes:
 
 def _shredded(record_id: str, when: str) -> ComplianceError:
     return ComplianceError(
-        f"Record {record_id!r} was crypto-shredded at {when}: its key is destroyed, its data "
+        f"The record was crypto-shredded at {when}: its key is destroyed, its data "
         "cannot be recovered, and it cannot be written again. Use a new record_id."
     )
 
@@ -98,7 +98,12 @@ def _shredded(record_id: str, when: str) -> ComplianceError:
 def _check_id(name: str, value: object) -> str:
     if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
         return value
-    shown = value if name == "record_id" and isinstance(value, str) else f"<{type(value).__name__}>"
+    # never echo an id: record ids can identify people (the guide's "patient_12345")
+    shown = (
+        f"<{type(value).__name__} of length {len(value)}>"
+        if isinstance(value, str)
+        else (f"<{type(value).__name__}>")
+    )
     raise ConfigError(name, shown, "a printable str of 1 to 200 characters")
 
 
@@ -184,7 +189,7 @@ class PhiVault:
         query = "SELECT wrapped, shredded_at FROM phi_subject_keys WHERE subject = ?"
         if (row := conn.execute(query, (subject,)).fetchone()) is None:
             if not create:
-                raise ComplianceError(f"Record {record_id!r} has no subject key: store edited.")
+                raise ComplianceError("The record has no subject key: store edited.")
             key = os.urandom(KEY_BYTES)
             conn.execute(
                 "INSERT INTO phi_subject_keys VALUES (?, ?, ?, ?, NULL)",
@@ -228,7 +233,7 @@ class PhiVault:
                 raise _shredded(record_id, row[2])
             if row and row[0] != subject:
                 raise ComplianceError(
-                    f"Record {record_id!r} belongs to another subject; a record cannot change "
+                    "The record belongs to another subject; a record cannot change "
                     "subject. Use a new record_id."
                 )
             version = row[1] + 1 if row else 1
@@ -269,12 +274,12 @@ class PhiVault:
                 (record_id,),
             ).fetchone()
             if row is None:
-                raise ComplianceError(f"Record {record_id!r} is not in this PHI vault.")
+                raise ComplianceError("The record is not in this PHI vault.")
             subject, version, nonce, ciphertext, wrapped_dek, shredded_at = row
             if shredded_at is not None:
                 raise _shredded(record_id, shredded_at)
             subject_key = self._subject_key(conn, subject, record_id)
-        where = f"Record {record_id!r} (version {version}) cannot be decrypted: its"
+        where = f"The record (version {version}) cannot be decrypted: its"
         aad = _bound(b"dek|", record_id, version, subject)
         dek = _open(subject_key, wrapped_dek, aad, f"{where} wrapped data key was altered.")
         if copy is not None:
@@ -347,7 +352,7 @@ class PhiVault:
         def shred(conn: sqlite3.Connection) -> int:
             query = "SELECT subject FROM phi_records WHERE record_id = ?"
             if (row := conn.execute(query, (record_id,)).fetchone()) is None:
-                raise ComplianceError(f"Record {record_id!r} is not in this PHI vault.")
+                raise ComplianceError("The record is not in this PHI vault.")
             return self._shred(conn, row[0], None if row[0] == own else record_id)
 
         return self._commit(rotate_to, shred, "rotate_to")

@@ -183,13 +183,13 @@ class HipaaComplianceManager:
         flagged = self._allow(user_id, Permission.DECRYPT_PHI, self._record(record_id))
         try:
             plain = self.vault.decrypt(record)
-        except ComplianceError as exc:
+        except ComplianceError:
             self._log(
                 user_id,
                 AuditAction.PHI_DECRYPT,
                 self._record(record_id),
                 False,
-                {"reason": str(exc)[:200]},
+                {"reason": "decryption refused (tampered, shredded or unknown record)"},
             )
             raise
         self._log(
@@ -365,7 +365,11 @@ class HipaaComplianceManager:
         model: Any = None,
         inputs: npt.ArrayLike | None = None,
     ) -> bool:
-        """Run the exact-reconstruction attack on a gradient or update; True if it is safe.
+        """Run the exact-reconstruction attacks on a gradient or update.
+
+        Returns True when they found no exact single-example reconstruction (and no match
+        with ``inputs``); that is evidence, not a privacy guarantee (see
+        :func:`~heliosfl.compliance.gradient_leakage_test`).
 
         The full report (attacks run, evidence) is kept in :attr:`last_leakage_report`.
         """

@@ -220,8 +220,11 @@ def gradient_leakage_test(
       gradient could come from one example, and nothing in it says otherwise;
     - a candidate matches a row of ``inputs`` within ``rtol``.
 
-    Otherwise it is *safe*: a sum over many examples, clipped and noised (DP-FedAvg) or
-    securely aggregated, gives disagreeing candidates that match no input. When the
+    Otherwise it is reported *safe*, which means only that these attacks found no exact
+    single-example reconstruction (a sum over many examples, clipped and noised or
+    securely aggregated, gives disagreeing candidates that match no input). It is not a
+    privacy guarantee: other attacks (optimisation-based inversion, membership inference)
+    may still learn from the gradient; differential privacy is what bounds that. When the
     gradient is consistent with one example, the label is read from the output bias
     gradient: the index of its only negative entry (softmax), its sign (logistic).
 

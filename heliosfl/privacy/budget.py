@@ -59,14 +59,18 @@ class PrivacyPlan:
     deterministic_subset: bool = False
 
     def round_event(self, population: int) -> Any:
-        """The DP event of one round with ``population`` available nodes."""
+        """The DP event of one round with ``population`` available nodes (the current ones).
+
+        ``random(k)`` samples ``min(k, population)`` of them without replacement.
+        """
         if self.sampling is SamplingScheme.WITHOUT_REPLACEMENT:
+            population = max(population, 1)
             return round_event(
                 self.noise_multiplier,
                 mechanism=self.config.mechanism.value,
                 sampling=self.sampling,
                 population=population,
-                sample_size=self.denominator,
+                sample_size=min(self.denominator, population),
                 count_noise_multiplier=self.count_noise_multiplier,
             )
         return round_event(
@@ -116,24 +120,27 @@ def plan_run(
     if available < 1:
         raise ConfigError("available nodes", available, "at least 1 to plan a private run")
     k = selection.k
-    if selection.kind is SelectionKind.RANDOM and k is not None and k < available:
+    if selection.kind is SelectionKind.RANDOM and k is not None:
+        # Always charged as sampling without replacement (replace-one, z/2), even while
+        # k >= the nodes available: nodes may join later, and a ledger must not mix
+        # neighbouring relations. With k >= n the event is sampling with rate 1.
         sampling, denominator = SamplingScheme.WITHOUT_REPLACEMENT, k
     else:
         sampling = SamplingScheme.NONE
-        denominator = available if k is None else min(k, available)
-    # most_data(k) with k < n: adding one node can push another out of the top k, so the
-    # sum's sensitivity is 2C even under add/remove-one.
-    deterministic = selection.kind is SelectionKind.MOST_DATA and denominator < available
+        denominator = available if k is None else k
+    # most_data(k): adding one node can push another out of the top k, so the sum's
+    # sensitivity is 2C even under add/remove-one -- at any time, since nodes may join.
+    deterministic = selection.kind is SelectionKind.MOST_DATA
     wor = sampling is SamplingScheme.WITHOUT_REPLACEMENT
     settings: dict[str, Any] = {
         "epsilon": config.epsilon,
         "delta": config.delta,
         "rounds": rounds,
-        "sampling_rate": denominator / available if wor else 1.0,
+        "sampling_rate": denominator / max(available, denominator) if wor else 1.0,
         "sampling": sampling.value,
         "accountant": config.accountant,
         "mechanism": config.mechanism.value,
-        "population": available,
+        "population": max(available, denominator),
         "deterministic_subset": deterministic,
     }
     count_noise = None

@@ -210,3 +210,17 @@ def test_the_guides_resource_ids_are_pseudonymised_in_the_log():
     entry = manager.audit.entries()[-1]
     assert "12345" not in entry.resource
     assert entry.resource == "record:" + manager.vault.pseudonym("patient_12345")
+
+
+def test_record_ids_never_reach_errors_or_the_log():
+    manager = HipaaComplianceManager(guide_config())
+    manager.access.add_user("dr_smith", Role.CLINICIAN)
+    manager.access.login("dr_smith")
+    manager.encrypt_phi(b"x", "patient_12345", subject_id="subject-7")
+    manager.shred_subject("subject-7")
+    for record_id in ("patient_12345", "patient_99999"):
+        with pytest.raises(fl.ComplianceError) as info:
+            manager.decrypt_phi(record_id, user_id="dr_smith")
+        assert record_id not in str(info.value)
+    exported = json.dumps(manager.export_audit_json())
+    assert "12345" not in exported and "99999" not in exported

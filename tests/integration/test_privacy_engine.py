@@ -197,7 +197,11 @@ async def test_adaptive_clipping_moves_the_clip_norm_and_is_accounted(small_node
 async def _breast_cancer_accuracy(epsilon: float | None, seed: int = 0) -> float:
     train, test = fl.data.load_dataset("breast_cancer", seed=0)
     nodes = fl.data.partition(train, num_nodes=100, scheme="dirichlet", alpha=0.5, seed=0)
-    privacy = None if epsilon is None else fl.DifferentialPrivacyConfig(epsilon=epsilon)
+    privacy = (
+        None
+        if epsilon is None
+        else fl.DifferentialPrivacyConfig(epsilon=epsilon, reproducible_noise=True)
+    )
     config = fl.Config(
         round_config=round_config(max_rounds=30, min_nodes_per_round=80, learning_rate=0.5),
         enable_privacy=privacy is not None,
@@ -231,3 +235,58 @@ async def test_most_data_selection_is_charged_at_twice_the_sensitivity(small_nod
     # one node joining can push another out of the top k: sensitivity 2C, so z/2
     assert spent == pytest.approx(rdp_epsilon(dp_event.GaussianDpEvent(z / 2), 4, 1e-5), rel=1e-6)
     assert spent <= 3.0
+
+
+async def test_manual_rounds_must_select_first_under_privacy(small_nodes):
+    config = private_config(selection=fl.NodeSelectionStrategy.random(k=2))
+    engine, coordinator = await start(config, small_nodes)
+    async with engine:
+        updates = [await w.train_local_model() for w in engine.workers]
+        with pytest.raises(fl.ConfigError, match="select_nodes_for_round"):
+            await coordinator.execute_round(updates)
+        selected = await coordinator.select_nodes_for_round()
+        chosen = [u for u in updates if u.node_id in selected]
+        record = await coordinator.execute_round(list(updates))
+    assert set(record.participating_nodes) == set(selected) and len(chosen) == 2
+
+
+async def test_private_events_carry_no_per_node_loss(small_nodes):
+    config = private_config(epsilon=5.0)
+    engine, coordinator = await start(config, small_nodes)
+    async with engine:
+        events = engine.events.subscribe(model_id="m")
+        await coordinator.run_round()
+        finished = []
+        while (event := events.get_nowait()) is not None:
+            if type(event).__name__ == "NodeFinished":
+                finished.append(event)
+    assert len(finished) == 10 and all(e.loss is None for e in finished)
+
+
+async def test_random_k_is_charged_as_sampling_even_when_every_node_is_picked(small_nodes):
+    config = private_config(
+        epsilon=6.0, selection=fl.NodeSelectionStrategy.random(k=4), max_rounds=3
+    )
+    engine, coordinator = await start(config, small_nodes[:4])
+    async with engine:
+        await coordinator.run_round()  # 4 nodes, k = 4: everyone
+        await engine.create_worker(fl.WorkerConfig(node_id="late"), data=small_nodes[4])
+        await coordinator.register_node("late", len(small_nodes[4]))
+        await coordinator.run_round()  # 5 nodes, k = 4: a real sample
+        ledger = engine.workspace.privacy_ledger("m")
+    first, second = (entry["event"] for entry in ledger)
+    assert first["type"] == second["type"] == "sampled_without_replacement"
+    assert (first["source_dataset_size"], first["sample_size"]) == (4, 4)
+    assert (second["source_dataset_size"], second["sample_size"]) == (5, 4)
+
+
+async def test_noise_comes_from_the_os_unless_reproducible_noise_is_asked_for(small_nodes):
+    async def params(reproducible: bool) -> np.ndarray:
+        config = private_config(epsilon=5.0, max_rounds=1, reproducible_noise=reproducible)
+        engine, coordinator = await start(config, small_nodes)
+        async with engine:
+            await coordinator.run_round()
+            return engine.get_params("m")
+
+    assert not np.array_equal(await params(False), await params(False))
+    np.testing.assert_array_equal(await params(True), await params(True))
