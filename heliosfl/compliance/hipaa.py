@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from heliosfl.compliance.access import AccessController, Permission, Role
+from heliosfl.compliance.access import AccessController, Permission, Role, Session
 from heliosfl.compliance.audit import (
     AuditAction,
     AuditLog,
@@ -142,6 +142,64 @@ class HipaaComplianceManager:
 
     def _record(self, record_id: str) -> str:
         return "record:" + self.vault.pseudonym(record_id)
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, user_id: str, role: Role | str, *, by: str = SYSTEM_USER) -> None:
+        """Add a user (an administrator's act, audited).
+
+        Raises
+        ------
+        ComplianceError
+            If ``by`` may not manage users.
+        ConfigError
+            If the id is taken or the role unknown.
+        """
+        self._allow(by, Permission.MANAGE_USERS, "users")
+        self.access.add_user(user_id, role)
+        self._log(by, AuditAction.CONFIG_CHANGE, f"user:{user_id}", True, {"role": str(role)})
+
+    def login(self, user_id: str) -> Session:
+        """Open a session for ``user_id`` (audited; reading PHI needs one)."""
+        try:
+            session = self.access.login(user_id)
+        except ConfigError:
+            self._log(user_id, AuditAction.LOGIN, f"user:{user_id}", False, {})
+            raise
+        self._log(user_id, AuditAction.LOGIN, f"user:{user_id}", True, {})
+        return session
+
+    def logout(self, session: Session) -> None:
+        """End a session (audited)."""
+        self.access.logout(session.token)
+        self._log(session.user_id, AuditAction.LOGOUT, f"user:{session.user_id}", True, {})
+
+    def break_glass(self, user_id: str, reason: str, *, duration_secs: float = 3600.0) -> datetime:
+        """Grant emergency PHI access until the returned time (flagged and audited).
+
+        The justification must not contain PHI (it is checked; the log keeps only its
+        length, never its text).
+
+        Raises
+        ------
+        ConfigError
+            For an unknown user, an empty reason, a reason that contains PHI, or a
+            duration outside (0, 24 h].
+        """
+        if isinstance(reason, str) and detect_phi_text(reason):
+            raise ConfigError(
+                "reason",
+                f"<text of {len(reason)} characters containing PHI>",
+                "a justification without patient identifiers",
+            )
+        until = self.access.break_glass(user_id, reason, duration_secs=duration_secs)
+        self._log(
+            user_id,
+            AuditAction.BREAK_GLASS,
+            f"user:{user_id}",
+            True,
+            {"until": until.isoformat(), "reason_length": len(reason)},
+        )
+        return until
 
     # ------------------------------------------------------------------ PHI at rest
     def encrypt_phi(

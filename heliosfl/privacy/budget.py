@@ -104,6 +104,13 @@ def plan_run(
     rounds : int
         Rounds the budget must cover (``max_rounds``).
 
+    Notes
+    -----
+    Calibration assumes the nodes available now stay available. Each round is charged
+    with the event of the nodes available then, so if nodes leave, ``random(k)``'s
+    sampling rate rises, rounds cost more, and the budget may run out before
+    ``max_rounds`` -- a round is then refused, never overspent.
+
     Raises
     ------
     ConfigError

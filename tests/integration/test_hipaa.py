@@ -75,20 +75,22 @@ def test_keys_smaller_than_256_bits_are_refused():
 def test_access_is_deny_by_default_audited_and_break_glass_expires():
     now = [datetime(2026, 1, 1, tzinfo=UTC)]
     manager = HipaaComplianceManager(guide_config(), clock=lambda: now[0])
-    manager.access.add_user("dr_smith", Role.CLINICIAN)
-    manager.access.add_user("ana", Role.DATA_SCIENTIST)
+    manager.add_user("dr_smith", Role.CLINICIAN)
+    manager.add_user("ana", Role.DATA_SCIENTIST)
     manager.encrypt_phi(b"Patient record", "patient_1", subject_id="subject-1")
     with pytest.raises(fl.ComplianceError, match="no active session"):
         manager.decrypt_phi("patient_1", user_id="dr_smith")  # reading PHI needs a session
-    manager.access.login("dr_smith")
-    manager.access.login("ana")
+    manager.login("dr_smith")
+    manager.login("ana")
     assert manager.decrypt_phi("patient_1", user_id="dr_smith") == b"Patient record"
     with pytest.raises(fl.ComplianceError, match="Access denied"):
         manager.decrypt_phi("patient_1", user_id="ana")
-    until = manager.access.break_glass("ana", "patient coding on the ward", duration_secs=600)
+    with pytest.raises(fl.ConfigError, match="reason"):
+        manager.break_glass("ana", "patient SSN 123-45-6789 crashing", duration_secs=600)
+    until = manager.break_glass("ana", "patient coding on the ward", duration_secs=600)
     assert manager.decrypt_phi("patient_1", user_id="ana") == b"Patient record"
     now[0] = until + timedelta(seconds=1)
-    manager.access.login("ana")
+    manager.login("ana")
     with pytest.raises(fl.ComplianceError, match="expired"):
         manager.decrypt_phi("patient_1", user_id="ana")
     entries = manager.audit.entries()
@@ -96,8 +98,13 @@ def test_access_is_deny_by_default_audited_and_break_glass_expires():
     decrypts = [e for e in entries if e.action is AuditAction.PHI_DECRYPT]
     assert len(denials) == 3
     assert [e.details.get("break_glass") for e in decrypts] == [False, True]
+    actions = [e.action for e in entries]
+    assert actions.count(AuditAction.LOGIN) == 3 and AuditAction.BREAK_GLASS in actions
+    assert actions.count(AuditAction.CONFIG_CHANGE) == 2  # the two users added
     with pytest.raises(fl.ConfigError, match="user_id"):
-        manager.access.add_user("dr_smith", Role.AUDITOR)  # ids are unique
+        manager.add_user("dr_smith", Role.AUDITOR)  # ids are unique
+    with pytest.raises(fl.ComplianceError, match="Access denied"):
+        manager.add_user("eve", Role.ADMIN, by="ana")  # only administrators add users
 
 
 def test_idle_sessions_are_logged_off():
