@@ -103,7 +103,10 @@ def test_inversion_recovers_any_single_example(x: np.ndarray, label: int, seed: 
     g = one_gradient(model, params, x, label)
     candidates = reconstruct_inputs(g, model=model)
     assume(candidates.shape[0] >= 2)  # saturated softmax can zero a class's gradient
-    assert np.abs(candidates - x).max() <= 1e-9 * max(1.0, float(np.abs(x).max()))
+    # The attacker reads x from the best-conditioned unit (the largest bias gradient);
+    # a nearly saturated class divides by a tiny bias gradient and loses digits.
+    errors = np.abs(candidates - x).max(axis=1)
+    assert errors.min() <= 1e-9 * max(1.0, float(np.abs(x).max()))
     report = gradient_leakage_test(g, model=model)
     assert not report.safe
     if g[-3:][label] < 0.0:  # p_y rounded to exactly 1 leaves nothing to read
