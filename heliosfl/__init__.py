@@ -11,9 +11,11 @@ The public API renders the product guide in Python::
 ``heliosfl.ui`` (widgets) is loaded only when used and needs ``heliosfl[jupyter]``.
 """
 
+import importlib
 import logging
+from typing import Any
 
-from heliosfl import compliance, data, models, privacy
+from heliosfl import compliance, data, models
 from heliosfl.compliance import AuditAction, AuditLogEntry, HipaaComplianceManager, HipaaConfig
 from heliosfl.config import (
     AggregationStrategy,
@@ -61,6 +63,14 @@ from heliosfl.training import TrainingRun
 from heliosfl.worker import FederatedWorker
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``heliosfl.privacy`` on first use (dp-accounting takes about a second)."""
+    if name == "privacy":
+        return importlib.import_module("heliosfl.privacy")
+    raise AttributeError(f"module 'heliosfl' has no attribute {name!r}")
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

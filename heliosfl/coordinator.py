@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,6 @@ from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
 from heliosfl.data import NodeData
 from heliosfl.dispatch import RoundDispatch, evaluate_on_nodes
-from heliosfl.dp_rounds import PrivateRounds
 from heliosfl.errors import (
     ConfigError,
     FederatedLearningError,
@@ -56,6 +55,9 @@ from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
 from heliosfl.store import Workspace
 from heliosfl.worker import FederatedWorker, TrainContext
+
+if TYPE_CHECKING:
+    from heliosfl.dp_rounds import PrivateRounds
 
 __all__ = ["Coordinator"]
 
@@ -112,9 +114,12 @@ class Coordinator:
         self._lock = asyncio.Lock()
         self.is_training = False
         self.stop_reason: StopReason | None = check_convergence(self._history, config.round_config)
-        self._private = (
-            PrivateRounds(config, model_id, privacy_ledger) if config.enable_privacy else None
-        )
+        self._private: PrivateRounds | None = None
+        if config.enable_privacy:
+            # imported here: dp-accounting takes about a second to import
+            from heliosfl.dp_rounds import PrivateRounds
+
+            self._private = PrivateRounds(config, model_id, privacy_ledger)
         #: Further checks of every update before aggregation (run off the event loop);
         #: each returns a reason to reject it, or None. HIPAA's leakage test is one.
         self.update_guards: list[Callable[[ModelUpdate], str | None]] = []
