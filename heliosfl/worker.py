@@ -19,6 +19,7 @@ from heliosfl.data import NodeData
 from heliosfl.errors import NodeFailure, NodeTimeout
 from heliosfl.faults import FaultPlan, NodeFault, SimulatedCrash
 from heliosfl.models import Model, TrainingStopped, local_sgd
+from heliosfl.models.base import _NumpyModel
 from heliosfl.records import ModelUpdate
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.validation import check_float
@@ -116,6 +117,7 @@ class FederatedWorker:
         self.fault = fault
         self._backend = backend
         self._resolve = resolve
+        self._validated: dict[tuple[int, int], tuple[Model, NodeData]] = {}
 
     @property
     def node_id(self) -> str:
@@ -210,6 +212,25 @@ class FederatedWorker:
         call = functools.partial(self._train_sync, context, stop, plan.crash)
         return NodeJob(call=call, stop=stop, latency_secs=plan.latency_secs)
 
+    def _validated_for(self, model: Model, data: NodeData) -> bool:
+        """Check this node's data against a built-in model once; True if done.
+
+        The global parameters come from the coordinator, which keeps them finite and of
+        the right length, so after this the hot path skips re-validation.
+        """
+        if not isinstance(model, _NumpyModel) or (
+            type(model).loss_and_grad is not _NumpyModel.loss_and_grad
+            or type(model).evaluate is not _NumpyModel.evaluate
+        ):
+            return False
+        key = (id(model), id(data))
+        if key not in self._validated:
+            model.check_xy(data.X, data.y)
+            if data.X_val is not None and data.y_val is not None and len(data.y_val) > 0:
+                model.check_xy(data.X_val, data.y_val)
+            self._validated[key] = (model, data)  # keep both alive so ids stay unique
+        return True
+
     def evaluation_call(
         self, model: Model, params: npt.NDArray[np.float64]
     ) -> Callable[[], tuple[float, float, int] | None]:
@@ -249,6 +270,7 @@ class FederatedWorker:
         rng = rng_for(
             context.seed, Stream.TRAINING, context.model_id, context.round_number, self.node_id
         )
+        fast = self._validated_for(context.model, data)
         lr = self.config.learning_rate
         should_stop: Callable[[], bool] = stop.is_set
         if crash:
@@ -265,10 +287,15 @@ class FederatedWorker:
             prox_mu=context.prox_mu,
             anchor=context.params,
             stop=should_stop,
+            validated=fast,
         )
         metrics: dict[str, float] = {}
         if data.X_val is not None and data.y_val is not None and len(data.y_val) > 0:
-            evaluation = context.model.evaluate(result.params, data.X_val, data.y_val)
+            evaluation = (
+                _evaluate_validated(context.model, result.params, data.X_val, data.y_val)
+                if fast
+                else context.model.evaluate(result.params, data.X_val, data.y_val)
+            )
             metrics = {
                 "val_loss": float(evaluation["loss"]),
                 "val_accuracy": float(evaluation["accuracy"]),
@@ -325,3 +352,17 @@ def failure_reason(error: BaseException, stop: StopFlag) -> tuple[str, bool]:
     if isinstance(error, NodeFailure):
         return error.reason, False
     return f"{type(error).__name__}: {error}", False
+
+
+def _evaluate_validated(
+    model: Model,
+    params: npt.NDArray[np.float64],
+    features: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+) -> dict[str, float]:
+    """``model.evaluate`` on inputs already checked for this (built-in) model."""
+    assert isinstance(model, _NumpyModel)  # noqa: S101 - guaranteed by _validated_for
+    logp = model._log_proba(params, features)
+    loss = -float(logp[np.arange(y.shape[0]), y].mean())
+    accuracy = float((np.argmax(logp, axis=1) == y).mean())
+    return {"loss": loss, "accuracy": accuracy}

@@ -83,6 +83,7 @@ def local_sgd(
     prox_mu: float = 0.0,
     anchor: FloatArray | None = None,
     stop: Callable[[], bool] | None = None,
+    validated: bool = False,
 ) -> LocalResult:
     r"""Train ``params`` on ``(X, y)`` with mini-batch SGD and an optional proximal term.
 
@@ -125,6 +126,10 @@ def local_sgd(
     stop : callable, optional
         Called before every batch; when it returns True, training ends by raising
         :class:`TrainingStopped`.
+    validated : bool, default False
+        The caller guarantees that ``params`` and ``anchor`` passed ``check_params`` and
+        ``(X, y)`` passed the model's ``check_xy``, so they are not checked again (the
+        engine validates a node's data once per model, not every round).
 
     Returns
     -------
@@ -156,13 +161,17 @@ def local_sgd(
         raise ConfigError(
             "rng", rng, "a numpy.random.Generator", "Use np.random.default_rng(seed)."
         )
-    w = np.array(check_params(model, params), dtype=np.float64, copy=True)
-    w0 = w.copy() if anchor is None else check_params(model, anchor, field="anchor")
+    if validated:  # the caller already checked params, anchor, X and y for this model
+        w = np.array(params, dtype=np.float64, copy=True)
+        w0 = w.copy() if anchor is None else np.asarray(anchor, dtype=np.float64)
+    else:
+        w = np.array(check_params(model, params), dtype=np.float64, copy=True)
+        w0 = w.copy() if anchor is None else check_params(model, anchor, field="anchor")
 
     # Built-in models validate X and y once here, not per batch, unless a subclass
     # overrides loss_and_grad (then its override must run).
     if isinstance(model, _NumpyModel) and (type(model).loss_and_grad is _NumpyModel.loss_and_grad):
-        X_arr, y_arr = model.check_xy(X, y)
+        X_arr, y_arr = (X, y) if validated else model.check_xy(X, y)
         loss_and_grad = model._loss_and_grad  # validated once here, not per batch
     else:
         X_arr = np.asarray(X, dtype=np.float64)
