@@ -259,11 +259,12 @@ class Coordinator:
 
     def _attempt(self, round_number: int) -> int:
         """Earlier attempts at this round that lacked quorum (kept in the history)."""
-        return sum(
-            1
-            for r in reversed(self._history)
-            if r.round_number == round_number and r.status is RoundStatus.FAILED
-        )
+        attempts = 0
+        for record in reversed(self._history):  # this round's attempts are at the end
+            if record.round_number != round_number:
+                break
+            attempts += record.status is RoundStatus.FAILED
+        return attempts
 
     async def select_nodes_for_round(self) -> list[str]:
         """Choose the nodes of the next round.

@@ -274,10 +274,9 @@ class FederatedLearningEngine:
         ModelNotFound
             If the model is not registered.
         """
-        model = self._model(model_id)
+        self._model(model_id)  # raises ModelNotFound
         coordinator = self._coordinators.get(model_id)
         params = self._initial[model_id] if coordinator is None else coordinator.params
-        del model
         return np.array(params, copy=True)
 
     # ------------------------------------------------------------ coordinators

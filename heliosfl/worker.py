@@ -291,10 +291,11 @@ class FederatedWorker:
         )
         metrics: dict[str, float] = {}
         if data.X_val is not None and data.y_val is not None and len(data.y_val) > 0:
+            model = context.model
             evaluation = (
-                _evaluate_validated(context.model, result.params, data.X_val, data.y_val)
-                if fast
-                else context.model.evaluate(result.params, data.X_val, data.y_val)
+                model._evaluate(result.params, data.X_val, data.y_val)
+                if fast and isinstance(model, _NumpyModel)
+                else model.evaluate(result.params, data.X_val, data.y_val)
             )
             metrics = {
                 "val_loss": float(evaluation["loss"]),
@@ -352,17 +353,3 @@ def failure_reason(error: BaseException, stop: StopFlag) -> tuple[str, bool]:
     if isinstance(error, NodeFailure):
         return error.reason, False
     return f"{type(error).__name__}: {error}", False
-
-
-def _evaluate_validated(
-    model: Model,
-    params: npt.NDArray[np.float64],
-    features: npt.NDArray[np.float64],
-    y: npt.NDArray[np.int64],
-) -> dict[str, float]:
-    """``model.evaluate`` on inputs already checked for this (built-in) model."""
-    assert isinstance(model, _NumpyModel)  # noqa: S101 - guaranteed by _validated_for
-    logp = model._log_proba(params, features)
-    loss = -float(logp[np.arange(y.shape[0]), y].mean())
-    accuracy = float((np.argmax(logp, axis=1) == y).mean())
-    return {"loss": loss, "accuracy": accuracy}

@@ -80,11 +80,6 @@ class JobHandle(Generic[T]):
     finished_at: float | None = None
     abandoned: bool = False
 
-    @property
-    def running(self) -> bool:
-        """True while a thread is executing the call."""
-        return self.started_at is not None and self.finished_at is None
-
 
 @runtime_checkable
 class Backend(Protocol):

@@ -171,6 +171,15 @@ class PhiVault:
         subject_id = _check_id("subject_id", subject_id)
         return self._mac(b"subject\x00" + subject_id.encode())
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A 256-bit key for ``purpose`` (e.g. the audit log's HMAC key).
+
+        HMAC-SHA256 of the purpose under the vault's random pseudonym key, domain-separated
+        from subject pseudonyms; like them it survives KEK rotation and cannot be
+        computed without the KEK.
+        """
+        return hmac.new(self._pseudonym_key, b"key\x00" + purpose.encode(), hashlib.sha256).digest()
+
     def _mac(self, message: bytes) -> str:
         return hmac.new(self._pseudonym_key, message, hashlib.sha256).hexdigest()[:32]
 

@@ -81,17 +81,11 @@ class HipaaComplianceManager:
             else FileCheckpoint(key_file.with_suffix(".audit-head"))
         )
         self.vault = PhiVault(self.workspace, kek)
-        self._tag_key = bytes.fromhex(
-            self.vault.pseudonym("heliosfl internal: checkpoint tag key, part 1")
-            + self.vault.pseudonym("heliosfl internal: checkpoint tag key, part 2")
-        )
+        self._tag_key = self.vault.derived_key("checkpoint-integrity-tags")
         self.checkpoint_tags = CheckpointTags(self.workspace, self._tag_key)
         # The audit key and the pseudonyms come from the vault's own random key (stored
         # wrapped by the KEK and re-wrapped on rotation), so they survive key rotation.
-        audit_key = bytes.fromhex(
-            self.vault.pseudonym("heliosfl internal: audit-log HMAC key, part 1")
-            + self.vault.pseudonym("heliosfl internal: audit-log HMAC key, part 2")
-        )
+        audit_key = self.vault.derived_key("audit-log-hmac")
         self.audit = AuditLog(
             self.workspace,
             audit_key,

@@ -358,9 +358,13 @@ class _NumpyModel(ABC):
         """
         flat = self.check_params(params)
         X_arr, y_arr = self.check_xy(X, y)
-        logp = self._log_proba(flat, X_arr)
-        loss = -float(logp[np.arange(y_arr.shape[0]), y_arr].mean())
-        accuracy = float((np.argmax(logp, axis=1) == y_arr).mean())
+        return self._evaluate(flat, X_arr, y_arr)
+
+    def _evaluate(self, params: FloatArray, X: FloatArray, y: IntArray) -> dict[str, float]:
+        """:meth:`evaluate` on inputs already validated for this model."""
+        logp = self._log_proba(params, X)
+        loss = -float(logp[np.arange(y.shape[0]), y].mean())
+        accuracy = float((np.argmax(logp, axis=1) == y).mean())
         return {"loss": loss, "accuracy": accuracy}
 
     # -- value semantics --------------------------------------------------------------

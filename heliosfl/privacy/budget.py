@@ -12,13 +12,14 @@ the workspace in the same transaction as the round itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from heliosfl.config import DifferentialPrivacyConfig, NodeSelectionStrategy, SelectionKind
 from heliosfl.errors import ConfigError, PrivacyBudgetExhausted
 from heliosfl.privacy.accountant import calibrate_noise, epsilon_of
+from heliosfl.privacy.adaptive import AdaptiveClipping
 from heliosfl.privacy.events import SamplingScheme, event_from_dict, event_to_dict, round_event
 
 __all__ = ["ADAPTIVE_COUNT_SHARE", "PrivacyLedger", "PrivacyPlan", "plan_run"]
@@ -156,7 +157,8 @@ def plan_run(
         # their centred count), and never less than the share ADAPTIVE_COUNT_SHARE of the
         # run's privacy, so that few participants do not let the count eat the budget.
         total = config.noise_multiplier or calibrate_noise(**settings)
-        count_noise = max(denominator / 10.0, total / math.sqrt(ADAPTIVE_COUNT_SHARE))
+        paper = AdaptiveClipping.for_expected_clients(denominator).count_noise_multiplier
+        count_noise = max(paper, total / math.sqrt(ADAPTIVE_COUNT_SHARE))
     z = config.noise_multiplier
     if z is None:
         z = calibrate_noise(**settings, count_noise_multiplier=count_noise)
@@ -225,7 +227,3 @@ class PrivacyLedger:
     def charge(self, entry: Mapping[str, Any]) -> None:
         """Record a committed entry in memory (after the workspace commit)."""
         self.entries.append(dict(entry))
-
-    def projection(self, events: Sequence[Any]) -> float:
-        """Epsilon after the committed rounds plus ``events`` (for what-if views)."""
-        return float(epsilon_of([*self._events(), *events], self.delta, accountant=self.accountant))

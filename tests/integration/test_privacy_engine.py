@@ -34,6 +34,16 @@ async def start(config, nodes, *, test=None, workspace=None, model="logistic_reg
     return engine, coordinator
 
 
+async def train_private(config, nodes, *, test=None):
+    """Train to the end; return the result, the epsilon spent and the ledger."""
+    engine, _ = await start(config, nodes, test=test)
+    async with engine:
+        result = await engine.train("m")
+        spent, _ = engine.privacy_spent("m")
+        ledger = engine.workspace.privacy_ledger("m")
+    return result, spent, ledger
+
+
 def rdp_epsilon(event, count, delta, relation=None) -> float:
     accountant = (
         rdp.RdpAccountant()
@@ -47,13 +57,9 @@ def rdp_epsilon(event, count, delta, relation=None) -> float:
 async def test_the_guides_example_trains_within_its_budget(small_nodes, breast_cancer):
     _, test = breast_cancer
     config = private_config(epsilon=0.1, delta=1e-5, max_rounds=100)
-    engine, _ = await start(config, small_nodes, test=test)
-    async with engine:
-        result = await engine.train("m")
-        spent, delta = engine.privacy_spent("m")
-        ledger = engine.workspace.privacy_ledger("m")
+    result, spent, ledger = await train_private(config, small_nodes, test=test)
     assert result.rounds_completed == 100
-    assert delta == 1e-5
+    assert ledger[0]["delta"] == 1e-5
     assert 0.0 < spent <= 0.1
     z = ledger[0]["noise_multiplier"]
     expected = rdp_epsilon(dp_event.GaussianDpEvent(z), 100, 1e-5)
@@ -64,11 +70,7 @@ async def test_epsilon_matches_dp_accounting_for_sampling_without_replacement(sm
     config = private_config(
         epsilon=4.0, selection=fl.NodeSelectionStrategy.random(k=4), max_rounds=6
     )
-    engine, _ = await start(config, small_nodes)
-    async with engine:
-        await engine.train("m")
-        spent, _ = engine.privacy_spent("m")
-        ledger = engine.workspace.privacy_ledger("m")
+    _, spent, ledger = await train_private(config, small_nodes)
     z = ledger[0]["noise_multiplier"]
     assert ledger[0]["sampling"] == "without_replacement" and ledger[0]["denominator"] == 4
     event = dp_event.SampledWithoutReplacementDpEvent(10, 4, dp_event.GaussianDpEvent(z / 2))
@@ -172,22 +174,14 @@ async def test_the_noise_on_the_mean_has_standard_deviation_z_c_over_n(small_nod
 async def test_laplace_trains_end_to_end(small_nodes, breast_cancer):
     _, test = breast_cancer
     config = private_config(epsilon=8.0, mechanism=fl.NoiseMechanism.LAPLACE, max_rounds=5)
-    engine, _ = await start(config, small_nodes, test=test)
-    async with engine:
-        result = await engine.train("m")
-        spent, _ = engine.privacy_spent("m")
-        ledger = engine.workspace.privacy_ledger("m")
+    result, spent, ledger = await train_private(config, small_nodes, test=test)
     assert result.rounds_completed == 5 and spent <= 8.0
     assert ledger[0]["event"]["type"] == "laplace"
 
 
 async def test_adaptive_clipping_moves_the_clip_norm_and_is_accounted(small_nodes):
     config = private_config(epsilon=8.0, adaptive_clipping=True, clip_norm=50.0, max_rounds=5)
-    engine, _ = await start(config, small_nodes)
-    async with engine:
-        await engine.train("m")
-        ledger = engine.workspace.privacy_ledger("m")
-        spent, _ = engine.privacy_spent("m")
+    _, spent, ledger = await train_private(config, small_nodes)
     clips = [entry["clip_norm"] for entry in ledger]
     assert clips[0] == 50.0 and clips[-1] < clips[0]  # updates are far below 50
     assert ledger[0]["count_noise_multiplier"] is not None
@@ -225,11 +219,7 @@ async def test_most_data_selection_is_charged_at_twice_the_sensitivity(small_nod
     config = private_config(
         epsilon=3.0, selection=fl.NodeSelectionStrategy.most_data(k=5), max_rounds=4
     )
-    engine, _ = await start(config, small_nodes)
-    async with engine:
-        await engine.train("m")
-        spent, _ = engine.privacy_spent("m")
-        ledger = engine.workspace.privacy_ledger("m")
+    _, spent, ledger = await train_private(config, small_nodes)
     z = ledger[0]["noise_multiplier"]
     assert ledger[0]["deterministic_subset"] == 1 and ledger[0]["denominator"] == 5
     # one node joining can push another out of the top k: sensitivity 2C, so z/2
