@@ -16,7 +16,15 @@ import logging
 from typing import Any
 
 from heliosfl import compliance, data, models
-from heliosfl.compliance import AuditAction, AuditLogEntry, HipaaComplianceManager, HipaaConfig
+from heliosfl.compliance import (
+    AuditAction,
+    AuditLogEntry,
+    DataCategory,
+    GdprComplianceManager,
+    GdprConfig,
+    HipaaComplianceManager,
+    HipaaConfig,
+)
 from heliosfl.config import (
     AggregationStrategy,
     Config,
@@ -85,6 +93,7 @@ __all__ = [
     "ConvergenceNotReached",
     "Coordinator",
     "CoordinatorState",
+    "DataCategory",
     "DifferentialPrivacyConfig",
     "EventBus",
     "FedAdagrad",
@@ -96,6 +105,8 @@ __all__ = [
     "FederatedLearningEngine",
     "FederatedLearningError",
     "FederatedWorker",
+    "GdprComplianceManager",
+    "GdprConfig",
     "HipaaComplianceManager",
     "HipaaConfig",
     "InsufficientNodes",

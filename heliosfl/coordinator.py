@@ -53,7 +53,7 @@ from heliosfl.registry import NodeRegistry
 from heliosfl.rounds import check_updates, summarize_round
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
-from heliosfl.store import Workspace
+from heliosfl.store import ExtraWrite, Rewind, Workspace
 from heliosfl.worker import FederatedWorker, TrainContext
 
 if TYPE_CHECKING:
@@ -123,6 +123,12 @@ class Coordinator:
         #: Further checks of every update before aggregation (run off the event loop);
         #: each returns a reason to reject it, or None. HIPAA's leakage test is one.
         self.update_guards: list[Callable[[ModelUpdate], str | None]] = []
+        #: Which registered nodes a round may select (all must agree); GDPR leaves out
+        #: nodes with no row anyone consented to, as if they did not exist.
+        self.candidate_filters: list[Callable[[str], bool]] = []
+        #: Writes committed with each round, in its transaction:
+        #: ``f(round_number, contributors) -> write or None`` (GDPR lineage is one).
+        self.commit_writes: list[Callable[[int, tuple[str, ...]], ExtraWrite | None]] = []
 
     # ----------------------------------------------------------------- state
     @staticmethod
@@ -239,6 +245,10 @@ class Coordinator:
     def _select(self) -> list[str]:
         required = self.config.round_config.min_nodes_per_round
         candidates = self._nodes.candidates()
+        if self.candidate_filters:
+            candidates = [
+                c for c in candidates if all(f(c.node_id) for f in self.candidate_filters)
+            ]
         if len(candidates) < required:
             raise InsufficientNodes(required, len(candidates))
         round_number = self._round + 1
@@ -472,6 +482,11 @@ class Coordinator:
             validation_accuracy=None if evaluation is None else evaluation[1],
             duration_secs=time.perf_counter() - started_clock,
         )
+        extra = [
+            write
+            for hook in self.commit_writes
+            if (write := hook(round_number, record.participating_nodes)) is not None
+        ]
         await self._persist(
             functools.partial(
                 self._workspace.commit_round,
@@ -481,6 +496,7 @@ class Coordinator:
                 new_params,
                 new_state,
                 entry,
+                extra_writes=extra,
             ),
             functools.partial(self._apply_committed, record, new_params, new_state, entry),
         )
@@ -527,6 +543,53 @@ class Coordinator:
         self._history.append(record)
         self._nodes.note_round(record.node_figures, record.failed_nodes, committed=True)
         self.stop_reason = check_convergence(self._history, self.config.round_config)
+
+    async def rewind(
+        self,
+        to_round: int,
+        reason: Mapping[str, Any],
+        *,
+        extra_writes: Sequence[ExtraWrite] = (),
+    ) -> Rewind:
+        """Roll the model back to the checkpoint of ``to_round`` (see ``Workspace.rewind``).
+
+        The coordinator's parameters, strategy state, history, node figures and privacy
+        ledger become what they were after that round (rewound charges keep counting).
+
+        Raises
+        ------
+        ConfigError
+            If a training run is in progress, or ``to_round`` is not a committed round.
+        """
+        self._refuse_if_training("rewind")
+        loaded: list[Any] = []
+
+        def write() -> None:
+            done = self._workspace.rewind(
+                self.model_id, to_round, reason, extra_writes=extra_writes
+            )
+            checkpoint = self._workspace.latest_checkpoint(self.model_id)
+            rows = self._workspace.rounds(self.model_id, include_failed=True)
+            loaded.extend((done, checkpoint, rows, self._workspace.privacy_ledger(self.model_id)))
+
+        def apply() -> None:
+            _, checkpoint, rows, ledger = loaded
+            self._params = self._freeze(checkpoint.params)
+            self._strategy_state = dict(checkpoint.state)
+            self._round = checkpoint.round_number
+            self._history = [RoundRecord.from_dict(row) for row in rows]
+            self._nodes.rewind(self._history)
+            self._selection = None
+            self.stop_reason = check_convergence(self._history, self.config.round_config)
+            if self._private is not None:
+                from heliosfl.dp_rounds import PrivateRounds
+
+                self._private = PrivateRounds(self.config, self.model_id, ledger)
+
+        async with self._lock:
+            await self._persist(write, apply)
+        result: Rewind = loaded[0]
+        return result
 
     def _aggregate(
         self, accepted: list[ModelUpdate], round_number: int

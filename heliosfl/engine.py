@@ -14,12 +14,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from heliosfl.backends.base import Backend, make_backend
+from heliosfl.compliance.gdpr import GdprComplianceManager
 from heliosfl.compliance.hipaa import HipaaComplianceManager
 from heliosfl.config import Config, WorkerConfig
 from heliosfl.coordinator import Coordinator
@@ -40,6 +41,9 @@ from heliosfl.seeding import Stream, rng_for
 from heliosfl.store import Workspace
 from heliosfl.training import TrainingRun
 from heliosfl.worker import FederatedWorker
+
+if TYPE_CHECKING:
+    from heliosfl.governance import GdprGovernance
 
 __all__ = ["FederatedLearningEngine"]
 
@@ -105,6 +109,7 @@ class FederatedLearningEngine:
         self._workers: dict[str, FederatedWorker] = {}
         self._runs: dict[str, TrainingRun] = {}
         self._hipaa: HipaaComplianceManager | None = None
+        self._gdpr: GdprGovernance | None = None
         self._closed = False
 
     # ------------------------------------------------------------ lifecycle
@@ -235,7 +240,43 @@ class FederatedLearningEngine:
         for coordinator in self._coordinators.values():
             self._guard(coordinator)
 
+    def attach_gdpr(self, manager: GdprComplianceManager) -> None:
+        """Put training under a GDPR manager (created with ``workspace=engine.workspace``).
+
+        From now on: nodes train and evaluate only on rows of subjects who consented to
+        ``"model_training"`` (decided as each round starts, so a withdrawal takes effect
+        from the next round) and a node left with none is not selected; every committed
+        round records, in its own transaction, whose rows contributed through which node;
+        workers must hold ``subject_ids`` and are listed in the manager's inventory;
+        retention is enforced at each training start; and
+        ``await manager.delete_user_data(...)`` erases at the nodes and unlearns.
+
+        Raises
+        ------
+        ConfigError
+            If `manager` is not a GdprComplianceManager on this engine's workspace, or an
+            existing worker's data has no ``subject_ids``.
+        """
+        from heliosfl.governance import GdprGovernance
+
+        if not isinstance(manager, GdprComplianceManager):
+            raise ConfigError("manager", manager, "a GdprComplianceManager")
+        governance = GdprGovernance(
+            manager,
+            workspace=self.workspace,
+            workers=self._workers,
+            coordinators=self._coordinators,
+        )
+        for worker in self._workers.values():
+            governance.admit(worker)
+        self._gdpr = governance
+        manager.bind(governance)
+        for coordinator in self._coordinators.values():
+            governance.govern(coordinator)
+
     def _guard(self, coordinator: Coordinator) -> None:
+        if self._gdpr is not None:
+            self._gdpr.govern(coordinator)
         manager = self._hipaa
         if manager is None:
             return
@@ -443,6 +484,8 @@ class FederatedLearningEngine:
         worker = FederatedWorker(
             config, data, backend=self.backend, resolve=self._resolve, fault=fault
         )
+        if self._gdpr is not None:
+            self._gdpr.admit(worker, feature_names)
         self._workers[config.node_id] = worker
         return worker
 
@@ -501,6 +544,8 @@ class FederatedLearningEngine:
         self._check_open()
         self._model(model_id)
         coordinator = await self.create_coordinator(model_id)
+        if self._gdpr is not None and not coordinator.is_training:
+            await asyncio.to_thread(self._gdpr.on_training_start)
         run = TrainingRun(coordinator, self.events)
         self._runs[model_id] = run
         return run

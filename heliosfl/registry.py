@@ -88,6 +88,26 @@ class NodeRegistry:
                 node, num_samples=int(num_samples), available=True, consecutive_failures=0
             )
 
+    def rewind(self, history: Sequence[RoundRecord]) -> None:
+        """Recompute every registered node's figures from `history` (after a rewind).
+
+        Registrations and sample counts stay; availability and figures become what
+        `history` implies, as if later rounds had never run.
+        """
+        replayed = NodeRegistry(history)._memory
+        self._nodes = {
+            node_id: replace(replayed[node_id], num_samples=node.num_samples)
+            if node_id in replayed
+            else NodeInfo(node_id=node_id, num_samples=node.num_samples, available=True)
+            for node_id, node in self._nodes.items()
+        }
+
+    def resize(self, node_id: str, num_samples: int) -> None:
+        """Set a node's sample count without changing its availability (rows erased)."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            self._nodes[node_id] = replace(node, num_samples=int(num_samples))
+
     def unregister(self, node_id: str) -> None:
         """Remove a node.
 

@@ -4,8 +4,11 @@
 on, schema versioned in a ``meta`` table); ``Workspace()`` keeps everything in memory, so a
 notebook re-run from the top is a fresh experiment. Every write is one transaction: a round's
 record and its checkpoint land together or not at all, and a failure leaves earlier data
-intact. Nothing is ever deleted: history is the audit trail that privacy accounting and
-unlearning rely on.
+intact. History is the audit trail that privacy accounting and unlearning rely on, so
+nothing is deleted except by :meth:`Workspace.rewind` (a GDPR erasure's unlearning): it
+archives the rewound rounds and their privacy charges, which keep counting, and deletes
+their checkpoints, which hold the erased data's influence. Deleted content is zeroed
+(``secure_delete``); :meth:`Workspace.scrub` also empties the WAL.
 
 The methods are synchronous and thread-safe (one connection, one lock); the engine calls
 them through :func:`asyncio.to_thread`. JSON values (specs, configs, round records) are
@@ -20,7 +23,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +51,10 @@ from heliosfl.store_schema import (
     to_json,
 )
 
-__all__ = ["SCHEMA_VERSION", "Checkpoint", "ModelRecord", "Workspace"]
+__all__ = ["SCHEMA_VERSION", "Checkpoint", "ModelRecord", "Rewind", "Workspace"]
+
+#: A write run inside another write's transaction (e.g. GDPR lineage with a round).
+ExtraWrite = Callable[[sqlite3.Connection], object]
 
 _MAX_MODEL_ID_CHARS = 200
 
@@ -101,6 +107,37 @@ class Checkpoint:
     params: npt.NDArray[np.float64]
     state: dict[str, npt.NDArray[np.float64]]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """What :meth:`Workspace.rewind` did.
+
+    Attributes
+    ----------
+    rewind_id : int
+        Its number in the workspace (the archive of superseded rounds is keyed by it).
+    model_id : str
+        The model.
+    to_round : int
+        The round the model was rewound to (its checkpoint is now the latest).
+    from_round : int
+        The last committed round before the rewind.
+    rounds_archived : int
+        Round records (attempts included) moved to ``superseded_rounds``.
+    checkpoints_deleted : int
+        Checkpoints deleted (rounds ``to_round + 1`` to ``from_round``).
+    charges_archived : int
+        Privacy charges moved to ``superseded_ledger``; they still count.
+    """
+
+    rewind_id: int
+    model_id: str
+    to_round: int
+    from_round: int
+    rounds_archived: int
+    checkpoints_deleted: int
+    charges_archived: int
 
 
 def _check_model_id(model_id: object) -> str:
@@ -347,6 +384,7 @@ class Workspace:
         params: npt.ArrayLike,
         state: Mapping[str, npt.ArrayLike] | None = None,
         ledger_entry: Mapping[str, Any] | None = None,
+        extra_writes: Sequence[ExtraWrite] = (),
     ) -> None:
         """Store a completed round: its record, its checkpoint and its privacy charge, atomically.
 
@@ -367,6 +405,10 @@ class Workspace:
             The round's privacy charge (its DP event as JSON), written in the same
             transaction: a round is never applied without its charge, nor charged without
             being applied.
+        extra_writes : sequence of callable, optional
+            Further writes of the round (each called with the connection, inside the same
+            transaction), e.g. which data subjects contributed to it; if one raises,
+            nothing is written.
 
         Raises
         ------
@@ -394,9 +436,14 @@ class Workspace:
                     "VALUES (?, ?, ?, ?)",
                     (model_id, round_number, entry_json, created_at),
                 )
+            for write in extra_writes:
+                write(conn)
 
     def privacy_ledger(self, model_id: str) -> list[dict[str, Any]]:
-        """The privacy charges of a model's committed rounds, in round order.
+        """Every privacy charge of a model: of rounds rewound by :meth:`rewind`, then current.
+
+        A rewound round's output was released before it was rewound, so its charge still
+        counts towards the budget; such entries carry ``"superseded": <rewind_id>``.
 
         Parameters
         ----------
@@ -406,17 +453,130 @@ class Workspace:
         Returns
         -------
         list of dict
-            One JSON entry per charged round (as given to :meth:`commit_round`), with its
-            ``round_number``.
+            One JSON entry per charge (as given to :meth:`commit_round`), with its
+            ``round_number``: the superseded ones in the order they were charged, then
+            those of the committed rounds in round order.
         """
         _check_model_id(model_id)
         with self._reading() as conn:
+            old = conn.execute(
+                "SELECT round_number, entry, rewind_id FROM superseded_ledger WHERE model_id = ? "
+                "ORDER BY rowid",
+                (model_id,),
+            ).fetchall()
             rows = conn.execute(
                 "SELECT round_number, entry FROM privacy_ledger WHERE model_id = ? "
                 "ORDER BY round_number",
                 (model_id,),
             ).fetchall()
-        return [{**json.loads(entry), "round_number": number} for number, entry in rows]
+        superseded = [
+            {**json.loads(entry), "round_number": number, "superseded": rewind_id}
+            for number, entry, rewind_id in old
+        ]
+        return superseded + [
+            {**json.loads(entry), "round_number": number} for number, entry in rows
+        ]
+
+    def rewind(
+        self,
+        model_id: str,
+        to_round: int,
+        reason: Mapping[str, Any],
+        *,
+        extra_writes: Sequence[ExtraWrite] = (),
+    ) -> Rewind:
+        """Roll a model back to the checkpoint of `to_round`, in one transaction.
+
+        The records of later rounds (failed attempts included) move to
+        ``superseded_rounds`` and their privacy charges to ``superseded_ledger`` (they
+        keep counting); their checkpoints are deleted (zeroed on disk), so no parameters
+        derived from those rounds remain. The next round to commit is ``to_round + 1``.
+        Used to unlearn erased data; rewinding to the last round only records the reason.
+
+        Parameters
+        ----------
+        model_id : str
+            A stored model.
+        to_round : int
+            A committed round, ``0`` (the initial parameters) to :meth:`last_round`.
+        reason : Mapping[str, Any]
+            JSON kept with the rewind (e.g. the erasure request it serves).
+        extra_writes : sequence of callable, optional
+            Further writes in the same transaction (e.g. dropping the lineage of the
+            rewound rounds).
+
+        Returns
+        -------
+        Rewind
+            What was archived and deleted.
+
+        Raises
+        ------
+        ConfigError
+            If `to_round` is not an int in that range, or `reason` is not JSON.
+        WorkspaceError
+            If the write fails; nothing is changed.
+        """
+        _check_model_id(model_id)
+        reason_json, created_at = to_json(reason, "reason"), now_utc()
+        with self._writing() as conn:
+            model_size(conn, model_id)
+            last = last_round(conn, model_id)
+            if isinstance(to_round, bool) or not isinstance(to_round, int):
+                raise ConfigError("to_round", to_round, f"an int from 0 to {last}")
+            if not 0 <= to_round <= last:
+                raise ConfigError("to_round", to_round, f"a committed round, 0 to {last}")
+            rewind_id = conn.execute(
+                "INSERT INTO rewinds (model_id, to_round, from_round, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (model_id, to_round, last, reason_json, created_at),
+            ).lastrowid
+            later = (model_id, to_round)
+            rounds = conn.execute(
+                "INSERT INTO superseded_rounds SELECT ?, model_id, round_number, attempt, "
+                "succeeded, record, created_at FROM rounds WHERE model_id = ? AND round_number > ? "
+                "ORDER BY seq",
+                (rewind_id, *later),
+            ).rowcount
+            conn.execute("DELETE FROM rounds WHERE model_id = ? AND round_number > ?", later)
+            charges = conn.execute(
+                "INSERT INTO superseded_ledger SELECT ?, model_id, round_number, entry, "
+                "created_at FROM privacy_ledger WHERE model_id = ? AND round_number > ? "
+                "ORDER BY round_number",
+                (rewind_id, *later),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM privacy_ledger WHERE model_id = ? AND round_number > ?", later
+            )
+            deleted = conn.execute(
+                "DELETE FROM checkpoints WHERE model_id = ? AND round_number > ?", later
+            ).rowcount
+            for write in extra_writes:
+                write(conn)
+        assert rewind_id is not None  # noqa: S101 - AUTOINCREMENT always gives one
+        return Rewind(rewind_id, model_id, to_round, last, rounds, deleted, charges)
+
+    def superseded_rounds(self, model_id: str) -> list[dict[str, Any]]:
+        """The round records archived by :meth:`rewind`, each with its ``rewind_id``."""
+        _check_model_id(model_id)
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT rewind_id, record FROM superseded_rounds WHERE model_id = ? ORDER BY rowid",
+                (model_id,),
+            ).fetchall()
+        return [{**from_json(record), "rewind_id": rewind_id} for rewind_id, record in rows]
+
+    def scrub(self) -> None:
+        """Empty the WAL into the database file, so deleted pages live nowhere else.
+
+        Deleted content is already zeroed in the database file (``secure_delete``); the
+        WAL may still hold older copies of those pages until it is checkpointed and
+        truncated, which this does. Nothing to do for an in-memory workspace.
+        """
+        if self._path is None:
+            return
+        with self._reading() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def record_failed_round(
         self, model_id: str, round_number: int, record: Mapping[str, Any]

@@ -50,8 +50,12 @@ __all__ = [
     "to_json",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; bump it (and add a migration) on any change."""
+SCHEMA_VERSION = 2
+"""Version of the table layout below; bump it (and add a migration) on any change.
+
+Version 2 added the tables of rewinds (``rewinds``, ``superseded_rounds``,
+``superseded_ledger``); a version-1 file gains them when it is opened, nothing else changes.
+"""
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS models (
@@ -88,6 +92,30 @@ _TABLES = (
     entry        TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     PRIMARY KEY (model_id, round_number)
+)""",
+    """CREATE TABLE IF NOT EXISTS rewinds (
+    rewind_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_id   TEXT NOT NULL REFERENCES models (model_id),
+    to_round   INTEGER NOT NULL CHECK (to_round >= 0),
+    from_round INTEGER NOT NULL CHECK (from_round >= to_round),
+    reason     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS superseded_rounds (
+    rewind_id    INTEGER NOT NULL REFERENCES rewinds (rewind_id),
+    model_id     TEXT NOT NULL,
+    round_number INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL,
+    succeeded    INTEGER NOT NULL,
+    record       TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS superseded_ledger (
+    rewind_id    INTEGER NOT NULL REFERENCES rewinds (rewind_id),
+    model_id     TEXT NOT NULL,
+    round_number INTEGER NOT NULL,
+    entry        TEXT NOT NULL,
+    created_at   TEXT NOT NULL
 )""",
 )
 
@@ -156,6 +184,8 @@ def _prepare(conn: sqlite3.Connection, target: str, *, persistent: bool) -> None
     try:
         if tables:  # an existing workspace: check its version before changing anything
             _check_version(conn, target)
+        # Deleted content is overwritten with zeros (erasure, crypto-shredding).
+        conn.execute("PRAGMA secure_delete=ON")
         if persistent:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -195,6 +225,11 @@ def _create(conn: sqlite3.Connection) -> None:
     )
     for statement in _TABLES:  # not executescript: it would COMMIT the open transaction
         conn.execute(statement)
+    # Migrations only add tables, so an older file is current once they exist.
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+        (str(SCHEMA_VERSION), SCHEMA_VERSION),
+    )
 
 
 def model_size(conn: sqlite3.Connection, model_id: str) -> int:

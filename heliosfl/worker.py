@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,7 @@ import numpy.typing as npt
 from heliosfl.backends.base import Backend, CallAbandoned, StopFlag
 from heliosfl.config import WorkerConfig
 from heliosfl.data import NodeData
-from heliosfl.errors import NodeFailure, NodeTimeout
+from heliosfl.errors import ConfigError, NodeFailure, NodeTimeout
 from heliosfl.faults import FaultPlan, NodeFault, SimulatedCrash
 from heliosfl.models import Model, TrainingStopped, local_sgd
 from heliosfl.models.base import _NumpyModel
@@ -27,7 +27,19 @@ from heliosfl.validation import check_float
 if TYPE_CHECKING:
     from heliosfl.coordinator import Coordinator
 
-__all__ = ["FederatedWorker", "NodeJob", "TrainContext", "failure_reason"]
+__all__ = ["DataPolicy", "FederatedWorker", "NodeJob", "TrainContext", "failure_reason"]
+
+
+class DataPolicy(Protocol):
+    """Which of a node's rows it may use now (GDPR consent is one such policy)."""
+
+    def training_view(self, context: TrainContext, node_id: str, data: NodeData) -> NodeData:
+        """The rows the node may train on this round (called as the round starts)."""
+        ...
+
+    def evaluation_view(self, node_id: str, data: NodeData) -> NodeData:
+        """The rows the node may evaluate on now."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +130,59 @@ class FederatedWorker:
         self._backend = backend
         self._resolve = resolve
         self._validated: dict[tuple[int, int], tuple[Model, NodeData]] = {}
+        #: Which rows the node may use (set by ``engine.attach_gdpr``); None: all of them.
+        self.policy: DataPolicy | None = None
+        self._online = True
+
+    @property
+    def online(self) -> bool:
+        """Whether the node can be reached (a simulated network state)."""
+        return self._online
+
+    def set_online(self, online: bool) -> None:
+        """Simulate the node going offline (``False``) or coming back (``True``).
+
+        An offline node fails every round it is selected for ("node offline") and cannot
+        act on requests such as an erasure until it is back.
+        """
+        if not isinstance(online, bool):
+            raise ConfigError("online", online, "True or False")
+        self._online = online
+
+    def erase_subject(self, is_erased: Callable[[str], bool]) -> int:
+        """Remove the rows (training and validation) of the subjects `is_erased` picks.
+
+        Parameters
+        ----------
+        is_erased : callable
+            ``subject_id -> bool``.
+
+        Returns
+        -------
+        int
+            Rows removed.
+
+        Raises
+        ------
+        NodeFailure
+            If the node is offline, or holds data without subject ids.
+        """
+        if not self._online:
+            raise NodeFailure(self.node_id, "node offline: unreachable")
+        data = self.data
+        if data is None or data.subject_ids is None:
+            raise NodeFailure(self.node_id, "the node's data has no subject_ids")
+        ids = [str(s) for s in np.unique(data.subject_ids)]
+        if data.subject_ids_val is not None:
+            ids = sorted({*ids, *(str(s) for s in np.unique(data.subject_ids_val))})
+        doomed = [s for s in ids if is_erased(s)]
+        if not doomed:
+            return 0
+        kept = data.without_subjects(doomed)
+        removed = len(data) + data.num_val_samples - len(kept) - kept.num_val_samples
+        self.data = kept
+        self._validated.clear()
+        return removed
 
     @property
     def node_id(self) -> str:
@@ -209,7 +274,13 @@ class FederatedWorker:
             )
             plan = self.fault.plan(rng)
         stop = StopFlag()
-        call = functools.partial(self._train_sync, context, stop, plan.crash)
+        if not self._online:
+            call: Callable[[], ModelUpdate] = functools.partial(_offline, self.node_id)
+            return NodeJob(call=call, stop=stop)
+        data = self.data
+        if data is not None and self.policy is not None:
+            data = self.policy.training_view(context, self.node_id, data)
+        call = functools.partial(self._train_sync, context, stop, plan.crash, data)
         return NodeJob(call=call, stop=stop, latency_secs=plan.latency_secs)
 
     def _validated_for(self, model: Model, data: NodeData) -> bool:
@@ -240,8 +311,13 @@ class FederatedWorker:
         validation split. Only these three numbers leave the node.
         """
         data = self.data
+        if data is not None and self.policy is not None:
+            data = self.policy.evaluation_view(self.node_id, data)
+        online = self._online
 
         def evaluate() -> tuple[float, float, int] | None:
+            if not online:
+                raise NodeFailure(self.node_id, "node offline: unreachable")
             if data is None or data.X_val is None or data.y_val is None or len(data.y_val) == 0:
                 return None
             figures = model.evaluate(params, data.X_val, data.y_val)
@@ -259,14 +335,17 @@ class FederatedWorker:
         await asyncio.sleep(job.latency_secs)
 
     def _train_sync(
-        self, context: TrainContext, stop: StopFlag, crash: bool = False
+        self,
+        context: TrainContext,
+        stop: StopFlag,
+        crash: bool = False,
+        data: NodeData | None = None,
     ) -> ModelUpdate:
         started = time.perf_counter()
         if stop.is_set():  # stopped before a thread was free
             raise TrainingStopped
-        data = self.data
         if data is None or len(data) == 0:
-            raise NodeFailure(self.node_id, "the node holds no training data")
+            raise NodeFailure(self.node_id, "the node holds no training data it may use")
         rng = rng_for(
             context.seed, Stream.TRAINING, context.model_id, context.round_number, self.node_id
         )
@@ -315,6 +394,10 @@ class FederatedWorker:
 
     def __repr__(self) -> str:
         return f"FederatedWorker(node_id={self.node_id!r}, num_samples={self.num_samples})"
+
+
+def _offline(node_id: str) -> ModelUpdate:
+    raise NodeFailure(node_id, "node offline: unreachable")
 
 
 def _crash_half_way(stop: StopFlag, rows: int, config: WorkerConfig) -> Callable[[], bool]:

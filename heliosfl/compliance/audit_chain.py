@@ -65,6 +65,16 @@ class AuditAction(StrEnum):
     CONFIG_CHANGE = "config_change"
     AUDIT_EXPORT = "audit_export"
     COMPLIANCE_CHECK = "compliance_check"
+    CONSENT_RECORDED = "consent_recorded"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    DATA_ADDED = "data_added"
+    DATA_REFUSED = "data_refused"
+    ERASURE_REQUESTED = "erasure_requested"
+    ERASURE_COMPLETED = "erasure_completed"
+    UNLEARNING = "unlearning"
+    DATA_EXPORT = "data_export"
+    RETENTION_PURGE = "retention_purge"
+    EXPLANATION = "explanation"
 
 
 class AuditProblem(StrEnum):

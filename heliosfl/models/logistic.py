@@ -96,6 +96,15 @@ class LogisticRegression(_NumpyModel):
         z += params[d]
         return z
 
+    def _score_weights(self, params: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``(W, b)`` with class scores ``X @ W + b``: ``-z`` for class 0, ``z`` for class 1."""
+        d = self._input_dim
+        W = np.empty((d, 2), dtype=np.float64)
+        W[:, 1] = params[:d]
+        W[:, 0] = -params[:d]
+        b = np.array([-params[d], params[d]], dtype=np.float64)
+        return W, b
+
     def _loss_and_grad(
         self, params: FloatArray, X: FloatArray, y: IntArray
     ) -> tuple[float, FloatArray]:

@@ -202,6 +202,29 @@ class MLP(_NumpyModel):
                 G *= 1.0 - h * h
         return loss, grad
 
+    def _score_and_input_grad(
+        self, params: FloatArray, X: FloatArray, target: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Logit of class ``target`` for each row of ``X`` and its gradient w.r.t. the row.
+
+        Returns ``(scores, grads)`` with shapes ``(n,)`` and ``(n, input_dim)``. For ReLU the
+        derivative at exactly 0 is taken as 0, as in :meth:`_loss_and_grad`.
+        """
+        layers = self._unpack(params)
+        acts = self._hidden(layers, X)
+        W_out, b_out = layers[-1]
+        scores: FloatArray = acts[-1] @ W_out[:, target]
+        scores += b_out[target]
+        G: FloatArray = np.tile(W_out[:, target], (X.shape[0], 1))  # dscore/dh_L
+        for k in range(len(layers) - 1, 0, -1):
+            h = acts[k]
+            if self._activation == "relu":
+                G *= h > 0.0
+            else:
+                G *= 1.0 - h * h
+            G = G @ layers[k - 1][0].T  # dscore/dh_{k-1}
+        return scores, G
+
     def _log_proba(self, params: FloatArray, X: FloatArray) -> FloatArray:
         layers = self._unpack(params)
         acts = self._hidden(layers, X)

@@ -109,6 +109,12 @@ class SoftmaxRegression(_NumpyModel):
             "num_classes": self._num_classes,
         }
 
+    def _score_weights(self, params: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Copies of ``(W, b)``, shapes ``(d, C)`` and ``(C,)``: the logits are ``X @ W + b``."""
+        size = self._input_dim * self._num_classes
+        W = params[:size].reshape(self._input_dim, self._num_classes).copy()
+        return W, params[size:].copy()
+
     def _logits(self, params: FloatArray, X: FloatArray) -> FloatArray:
         size = self._input_dim * self._num_classes
         W = params[:size].reshape(self._input_dim, self._num_classes)
