@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/round_throughput.py
 	$(BIN)/python benchmarks/accuracy_bars.py
 	$(BIN)/python benchmarks/privacy_utility.py
+	$(BIN)/python benchmarks/gdpr_erasure.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -461,7 +461,7 @@ class Workspace:
         with self._reading() as conn:
             old = conn.execute(
                 "SELECT round_number, entry, rewind_id FROM superseded_ledger WHERE model_id = ? "
-                "ORDER BY rowid",
+                "ORDER BY created_at, rowid",
                 (model_id,),
             ).fetchall()
             rows = conn.execute(
@@ -573,10 +573,9 @@ class Workspace:
         WAL may still hold older copies of those pages until it is checkpointed and
         truncated, which this does. Nothing to do for an in-memory workspace.
         """
-        if self._path is None:
-            return
         with self._reading() as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._path is not None:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def record_failed_round(
         self, model_id: str, round_number: int, record: Mapping[str, Any]

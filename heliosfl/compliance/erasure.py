@@ -122,10 +122,12 @@ class DeletionRecord:
     received_at, deadline : datetime
         When the request arrived, and when it is due (one month later by default).
     status : str
-        ``"completed"``, or ``"partial"`` while nodes are offline (retry with
+        ``"completed"``; ``"partial"`` while nodes are offline; ``"in_progress"`` while
+        it runs (found after a crash, it is finished by
         :meth:`GdprComplianceManager.retry_deletion`).
     deleted_from_nodes : tuple of str
-        Nodes that confirmed the subject's rows are gone (holding none counts).
+        Nodes where the subject's rows are gone: live nodes that confirmed (holding none
+        counts), and nodes known only to the inventory (see `inventory_only_nodes`).
     pending_nodes : tuple of str
         Nodes that could not be reached.
     rows_removed : dict of str to int
@@ -138,6 +140,9 @@ class DeletionRecord:
         One per model the subject had contributed to.
     completed_at : datetime or None
         When the last node confirmed.
+    inventory_only_nodes : tuple of str
+        Nodes of `deleted_from_nodes` with no worker in a governed engine (or no engine
+        attached): only the manager's listing of them was erased; no node confirmed.
     """
 
     request_id: str
@@ -152,6 +157,7 @@ class DeletionRecord:
     key_shredded: bool
     unlearning: tuple[ModelUnlearning, ...] = ()
     completed_at: datetime | None = None
+    inventory_only_nodes: tuple[str, ...] = ()
 
     @property
     def is_complete(self) -> bool:
@@ -166,6 +172,7 @@ class DeletionRecord:
             data[key] = None if value is None else value.isoformat()
         data["deleted_from_nodes"] = list(self.deleted_from_nodes)
         data["pending_nodes"] = list(self.pending_nodes)
+        data["inventory_only_nodes"] = list(self.inventory_only_nodes)
         data["unlearning"] = [asdict(u) for u in self.unlearning]
         return data
 
@@ -178,6 +185,7 @@ class DeletionRecord:
                 values[key] = datetime.fromisoformat(values[key])
         values["deleted_from_nodes"] = tuple(values["deleted_from_nodes"])
         values["pending_nodes"] = tuple(values["pending_nodes"])
+        values["inventory_only_nodes"] = tuple(values.get("inventory_only_nodes", ()))
         values["unlearning"] = tuple(ModelUnlearning(**u) for u in values["unlearning"])
         return cls(**values)
 
@@ -191,9 +199,9 @@ class DeletionVerification:
     verified : bool
         Every check passed.
     checks : dict of str to bool
-        ``no_rows_on_nodes``, ``no_inventory_records``, ``key_shredded_or_absent``,
-        ``no_locations``, ``lineage_excludes_subject``, ``no_superseded_checkpoints``,
-        ``all_nodes_confirmed``.
+        ``erasure_requested``, ``all_nodes_confirmed``, ``no_rows_on_nodes``,
+        ``no_inventory_records``, ``key_shredded_or_absent``, ``no_locations``,
+        ``lineage_excludes_subject``, ``lineage_covers_history``.
     problems : tuple of str
         What failed, in words.
     membership : dict of str to tuple

@@ -151,7 +151,7 @@ class GdprComplianceManager(ErasureWorkflow):
         return found
 
     def _now(self) -> datetime:
-        return self._clock()
+        return self._clock().astimezone(UTC)  # stored times compare as UTC text
 
     def _log(
         self,
@@ -188,7 +188,9 @@ class GdprComplianceManager(ErasureWorkflow):
         str
             The text's SHA-256 (hex).
         """
-        return self.consents.register_text(version, text, at=self._now())
+        digest = self.consents.register_text(version, text, at=self._now())
+        self._log(AuditAction.CONFIG_CHANGE, f"consent-text:{version}", details={"sha256": digest})
+        return digest
 
     def record_consent(self, user_id: str, purposes: Sequence[str], version: str) -> ConsentRecord:
         """Record that `user_id` consents to `purposes` under consent text `version` (Art. 7).
@@ -235,9 +237,11 @@ class GdprComplianceManager(ErasureWorkflow):
         subject = self.pseudonym(user_id)
         current = self.consents.purposes(subject)
         wanted = sorted(current) if purposes is None else list(check_purposes(purposes))
-        if not wanted:
+        if not wanted or not set(wanted) <= current:
             raise ConfigError(
-                "purposes", [], "purposes the subject consents to now (they consent to none)"
+                "purposes",
+                sorted(set(wanted) - current) or [],
+                f"purposes the subject consents to now ({sorted(current) or 'none'})",
             )
         history = self.consents.history(subject)
         version = version or (history[-1].version if history else "withdrawal")
@@ -277,7 +281,8 @@ class GdprComplianceManager(ErasureWorkflow):
             category in ``GdprConfig.data_schema``. Nothing is stored then.
         """
         user_id = check_user_id(user_id)
-        (purpose,) = check_purposes([purpose], "purpose")
+        if not isinstance(purpose, str) or not 0 < len(purpose) <= 100:
+            raise ConfigError("purpose", purpose, "a purpose name (str of 1-100 characters)")
         try:
             category = DataCategory(category)
         except ValueError:
@@ -286,7 +291,8 @@ class GdprComplianceManager(ErasureWorkflow):
         payload, fmt, fields = _payload(data)
         subject = self.pseudonym(user_id)
         problem = None
-        if self.config.enable_purpose_limitation and not self.consents.allows(subject, purpose):
+        limited = self.config.enable_purpose_limitation and self.config.enable_consent_management
+        if limited and not self.consents.allows(subject, purpose):
             problem = (
                 f"Purpose limitation: the subject ({subject}) has not consented to {purpose!r}. "
                 "Record their consent for it first (record_consent)."
@@ -414,11 +420,15 @@ class GdprComplianceManager(ErasureWorkflow):
                 )
             self.inventory.forget_location(subject, node_id)
         report = RetentionReport(cutoff, len(records), purged)
-        if records or purged:
+        if records or places:
             self._log(
                 AuditAction.RETENTION_PURGE,
                 "inventory",
-                details={"records": len(records), "rows": sum(purged.values())},
+                details={
+                    "records": len(records),
+                    "rows": sum(purged.values()),
+                    "listings": len(places),
+                },
             )
             self.workspace.scrub()
         return report

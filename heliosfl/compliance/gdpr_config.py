@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from heliosfl.errors import ConfigError
@@ -36,7 +37,7 @@ def _check_bool(name: str, value: object) -> None:
         raise ConfigError(f"gdpr_config.{name}", value, "True or False")
 
 
-def _check_schema(value: object) -> dict[str, tuple[str, ...]]:
+def _check_schema(value: object) -> Mapping[str, tuple[str, ...]]:
     allowed = "a mapping of DataCategory values to tuples of distinct field names (str)"
     if not isinstance(value, Mapping):
         raise ConfigError("gdpr_config.data_schema", value, allowed)
@@ -52,7 +53,7 @@ def _check_schema(value: object) -> dict[str, tuple[str, ...]]:
         if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
             raise ConfigError(f"gdpr_config.data_schema[{category.value!r}]", names, allowed)
         schema[category.value] = tuple(names)
-    return schema
+    return MappingProxyType(schema)  # read-only: the policy changes only through a new config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +78,8 @@ class GdprConfig:
         category in `data_schema`, and node feature names must be declared for
         ``TRAINING_DATA`` when a schema for it is given.
     enable_purpose_limitation : bool
-        Art. 5(1)(b): data is accepted only for a purpose the subject consented to.
+        Art. 5(1)(b): data is accepted only for a purpose the subject consented to (with
+        consent management off, consent is not the lawful basis and this is not checked).
     enable_explainability : bool
         Art. 13-15/22: per-prediction and global explanations are available.
     data_schema : Mapping[str, tuple[str, ...]]
@@ -95,7 +97,7 @@ class GdprConfig:
     enable_data_minimization: bool = True
     enable_purpose_limitation: bool = True
     enable_explainability: bool = True
-    data_schema: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    data_schema: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     controller: str = "heliosfl federation"
     erasure_deadline_days: int = 30
 

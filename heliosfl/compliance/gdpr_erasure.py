@@ -105,8 +105,9 @@ class ErasureWorkflow:
         Raises
         ------
         ComplianceError
-            If the right to be forgotten is off, or a model the subject contributed to is
-            training (await or cancel the run first); nothing is changed then.
+            If the right to be forgotten is off, or a governed model is training (a round
+            in flight may hold the subject's rows; await or cancel the run first); nothing
+            is changed then.
         NodeNotFound
             If a listed node has no worker.
         """
@@ -115,17 +116,24 @@ class ErasureWorkflow:
             raise ComplianceError("The right to be forgotten is off in this GdprConfig.")
         subject = self.pseudonym(user_id)
         targets = self._targets(subject, node_ids)
-        first = self.lineage.first_contributions(subject)
-        federation = self._federation
-        busy = sorted(set(first) & set(federation.training_models() if federation else ()))
-        if busy:
-            raise ComplianceError(
-                f"Model(s) {busy} are training: await or cancel the run, then request the "
-                "erasure again. Nothing was changed."
-            )
+        self._refuse_while_training()
         received = self._now()
-        request_id = "erasure-" + uuid.uuid4().hex[:16]
-        self._log(AuditAction.ERASURE_REQUESTED, subject, details={"request": request_id})
+        record = DeletionRecord(
+            request_id="erasure-" + uuid.uuid4().hex[:16],
+            subject=subject,
+            received_at=received,
+            deadline=ErasureBook.deadline(received, self.config.erasure_deadline_days),
+            status="in_progress",
+            deleted_from_nodes=(),
+            pending_nodes=tuple(targets),
+            rows_removed={},
+            records_removed=0,
+            key_shredded=False,
+        )
+        # Saved first: after a crash the request is pending, the subject stays excluded
+        # from training, and retry_deletion() finishes it.
+        self.erasures.save(record)
+        self._log(AuditAction.ERASURE_REQUESTED, subject, details={"request": record.request_id})
         self.erasing.add(subject)
         if self.consents.purposes(subject):
             self.consents.record(
@@ -136,43 +144,61 @@ class ErasureWorkflow:
                 at=received,
                 reason="erasure",
             )
+        return await self._carry_out(record, user_id)
+
+    async def _carry_out(self, record: DeletionRecord, user_id: str) -> DeletionRecord:
+        """Do what `record` still lacks: pending nodes, stored records, unlearning."""
+        subject = record.subject
+        federation = self._federation
+        first = self.lineage.first_contributions(subject)
         before = self._membership(subject, sorted(first))
-        done, pending, removed = self._erase_rows(user_id, subject, targets)
+        done, pending, removed, unconfirmed = self._erase_rows(subject, record.pending_nodes)
         records, shredded = self.inventory.erase(user_id, subject)
         unlearned = []
         for model_id in sorted(first):
             if federation is None or model_id not in federation.model_ids():
                 continue
-            result = await federation.unlearn(
-                model_id, first[model_id] - 1, {"erasure": request_id, "subject": subject}
-            )
-            unlearned.append(result)
+            reason: dict[str, object] = {"erasure": record.request_id, "subject": subject}
+            unlearned.append(await federation.unlearn(model_id, first[model_id] - 1, reason))
         after = self._membership_from(before, sorted(first))
         unlearned = [self._with_scores(u, before, after) for u in unlearned]
         self.lineage.forget_subject(subject)
-        record = DeletionRecord(
-            request_id=request_id,
+        updated = DeletionRecord(
+            request_id=record.request_id,
             subject=subject,
-            received_at=received,
-            deadline=ErasureBook.deadline(received, self.config.erasure_deadline_days),
+            received_at=record.received_at,
+            deadline=record.deadline,
             status="partial" if pending else "completed",
-            deleted_from_nodes=tuple(done),
+            deleted_from_nodes=record.deleted_from_nodes + tuple(done),
             pending_nodes=tuple(pending),
-            rows_removed=removed,
-            records_removed=records,
-            key_shredded=shredded,
-            unlearning=tuple(unlearned),
+            rows_removed={**record.rows_removed, **removed},
+            records_removed=record.records_removed + records,
+            key_shredded=record.key_shredded or shredded,
+            unlearning=record.unlearning + tuple(unlearned),
             completed_at=None if pending else self._now(),
+            inventory_only_nodes=record.inventory_only_nodes + tuple(unconfirmed),
         )
-        self._settle(record)
-        return record
+        self._settle(updated)
+        return updated
+
+    def _refuse_while_training(self) -> None:
+        # Any run, not only of models the subject reached: a round in flight may be
+        # training on their rows now and would commit after the erasure.
+        federation = self._federation
+        busy = federation.training_models() if federation is not None else []
+        if busy:
+            raise ComplianceError(
+                f"Model(s) {busy} are training: await or cancel the run, then request the "
+                "erasure again. Nothing was changed."
+            )
 
     def _erase_rows(
-        self, user_id: str, subject: str, targets: Sequence[str]
-    ) -> tuple[list[str], list[str], dict[str, int]]:
+        self, subject: str, targets: Sequence[str]
+    ) -> tuple[list[str], list[str], dict[str, int], list[str]]:
         federation = self._federation
         done: list[str] = []
         pending: list[str] = []
+        unconfirmed: list[str] = []
         removed: dict[str, int] = {}
         for node_id in targets:
             if federation is None or node_id not in federation.node_ids():
@@ -180,6 +206,7 @@ class ErasureWorkflow:
                 removed[node_id] = self.inventory.locations(subject).get(node_id, 0)
                 self.inventory.forget_location(subject, node_id)
                 done.append(node_id)
+                unconfirmed.append(node_id)
                 continue
             try:
                 removed[node_id] = federation.erase_on_node(node_id, subject)
@@ -188,7 +215,7 @@ class ErasureWorkflow:
                 continue
             self.inventory.forget_location(subject, node_id)
             done.append(node_id)
-        return done, pending, removed
+        return done, pending, removed, unconfirmed
 
     def _settle(self, record: DeletionRecord) -> None:
         self.erasures.save(record)
@@ -222,31 +249,22 @@ class ErasureWorkflow:
         self.workspace.scrub()
 
     async def retry_deletion(self, user_id: str) -> DeletionRecord:
-        """Reach the nodes a partial erasure of `user_id` is still waiting for.
+        """Finish a pending erasure of `user_id`: offline nodes, and any step a crash cut.
+
+        Reaches the nodes still pending and repeats the shredding of stored records and
+        the unlearning of any model whose lineage still includes the subject.
 
         Raises
         ------
         ComplianceError
-            If the subject has no erasure pending.
+            If the subject has no erasure pending, or a governed model is training.
         """
         subject = self.pseudonym(check_user_id(user_id))
         pending = [r for r in self.erasures.of_subject(subject) if not r.is_complete]
         if not pending:
             raise ComplianceError(f"The subject ({subject}) has no erasure pending.")
-        record = pending[-1]
-        done, still, removed = self._erase_rows(user_id, subject, record.pending_nodes)
-        updated = DeletionRecord(
-            **{
-                **{k: getattr(record, k) for k in record.__dataclass_fields__},
-                "status": "partial" if still else "completed",
-                "deleted_from_nodes": record.deleted_from_nodes + tuple(done),
-                "pending_nodes": tuple(still),
-                "rows_removed": {**record.rows_removed, **removed},
-                "completed_at": None if still else self._now(),
-            }
-        )
-        self._settle(updated)
-        return updated
+        self._refuse_while_training()
+        return await self._carry_out(pending[-1], user_id)
 
     def deletion_requests(self, *, pending_only: bool = False) -> list[DeletionRecord]:
         """Erasure requests, oldest first (pending ones only if asked)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,17 +74,24 @@ def _key_dir() -> Path:
     return Path(os.environ.get("HELIOSFL_KEY_DIR", "~/.heliosfl/keys")).expanduser()
 
 
+_EPHEMERAL: weakref.WeakKeyDictionary[Workspace, KeyEncryptionKey] = weakref.WeakKeyDictionary()
+
+
 def default_kek(workspace: Workspace) -> tuple[KeyEncryptionKey, Path | None]:
     """The KEK a manager uses when given none, and its key file (``None`` if none).
 
-    ``HELIOSFL_KEK`` if set; an ephemeral key for an in-memory workspace; otherwise an
-    owner-only key file in ``HELIOSFL_KEY_DIR`` (default ``~/.heliosfl/keys``), apart
+    ``HELIOSFL_KEK`` if set; an ephemeral key for an in-memory workspace (one per
+    workspace, so a HIPAA and a GDPR manager on it share it, and gone with it); otherwise
+    an owner-only key file in ``HELIOSFL_KEY_DIR`` (default ``~/.heliosfl/keys``), apart
     from the data, created on first use.
     """
     if os.environ.get("HELIOSFL_KEK"):
         return KeyEncryptionKey.from_env("HELIOSFL_KEK"), None
     if workspace.path is None:
-        return KeyEncryptionKey.ephemeral(), None
+        kek = _EPHEMERAL.get(workspace)
+        if kek is None:
+            kek = _EPHEMERAL[workspace] = KeyEncryptionKey.ephemeral()
+        return kek, None
     directory = _key_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(str(workspace.path.resolve()).encode()).hexdigest()[:12]
