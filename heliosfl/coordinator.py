@@ -35,6 +35,7 @@ from heliosfl.errors import (
 )
 from heliosfl.events import (
     EventBus,
+    ModelRewound,
     NodeFailed,
     RoundCompleted,
     RoundFailed,
@@ -589,6 +590,14 @@ class Coordinator:
         async with self._lock:
             await self._persist(write, apply)
         result: Rewind = loaded[0]
+        self._events.publish(
+            ModelRewound(
+                model_id=self.model_id,
+                to_round=result.to_round,
+                from_round=result.from_round,
+                reason=str(reason.get("erasure", "rewind")),
+            )
+        )
         return result
 
     def _aggregate(

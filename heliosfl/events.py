@@ -33,6 +33,7 @@ from heliosfl.records import RoundRecord, TrainingResult
 __all__ = [
     "Event",
     "EventBus",
+    "ModelRewound",
     "NodeFailed",
     "NodeFinished",
     "RoundCompleted",
@@ -108,6 +109,19 @@ class RoundFailed(Event):
     """A round attempt ended without quorum; the model is unchanged."""
 
     record: RoundRecord
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRewound(Event):
+    """The model went back to the checkpoint of ``to_round`` (e.g. to unlearn erased data).
+
+    Rounds ``to_round + 1`` to ``from_round`` are no longer the model's history; a plot of
+    the run drops them. Replayed rounds follow as ordinary round events.
+    """
+
+    to_round: int
+    from_round: int
     reason: str
 
 

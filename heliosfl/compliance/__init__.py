@@ -30,15 +30,13 @@ from heliosfl.compliance.erasure import (
 )
 from heliosfl.compliance.explain import (
     FeatureContribution,
-    FeatureImportance,
-    GlobalImportance,
     PredictionExplanation,
     explain_prediction,
-    feature_importance,
 )
 from heliosfl.compliance.gdpr import GdprComplianceManager
 from heliosfl.compliance.gdpr_config import TRAINING_PURPOSE, DataCategory, GdprConfig
 from heliosfl.compliance.hipaa import SYSTEM_USER, HipaaComplianceManager, HipaaConfig
+from heliosfl.compliance.importance import FeatureImportance, GlobalImportance, feature_importance
 from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
 from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
 from heliosfl.compliance.phi import (

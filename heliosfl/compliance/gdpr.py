@@ -33,12 +33,7 @@ from heliosfl.compliance.crypto import PhiVault
 from heliosfl.compliance.erasure import (
     ErasureBook,
 )
-from heliosfl.compliance.explain import (
-    GlobalImportance,
-    PredictionExplanation,
-    explain_prediction,
-    feature_importance,
-)
+from heliosfl.compliance.explain import PredictionExplanation, explain_prediction
 from heliosfl.compliance.federation import Federation
 from heliosfl.compliance.gdpr_config import (
     TRAINING_PURPOSE,
@@ -48,6 +43,7 @@ from heliosfl.compliance.gdpr_config import (
 )
 from heliosfl.compliance.gdpr_erasure import ErasureWorkflow
 from heliosfl.compliance.hipaa_config import default_kek
+from heliosfl.compliance.importance import GlobalImportance, feature_importance
 from heliosfl.compliance.inventory import DataInventory
 from heliosfl.compliance.keys import KeyEncryptionKey
 from heliosfl.compliance.lineage import Lineage

@@ -267,9 +267,16 @@ async def test_erasure_of_an_mlp_with_fedadam_state_is_exact(federation):
         seed=SEED,
     )
     kwargs: dict[str, Any] = {"model": "mlp", "hidden_layers": (8,), "cfg": cfg}
-    _, coordinator = await build(nodes, test, manager=manager, **kwargs)
+    engine, coordinator = await build(nodes, test, manager=manager, **kwargs)
     await run_rounds(coordinator, 4)
-    await manager.delete_user_data(subject)
+    seen: list[fl.events.Event] = []
+    engine.events.add_listener(seen.append)
+    record = await manager.delete_user_data(subject)
+    (rewound,) = [e for e in seen if isinstance(e, fl.events.ModelRewound)]
+    assert (rewound.to_round, rewound.from_round) == (record.unlearning[0].rollback_round, 4)
+    assert rewound.reason == record.request_id
+    completed = [e for e in seen if isinstance(e, fl.events.RoundCompleted)]
+    assert len(completed) == record.unlearning[0].rounds_replayed
     expected = await retrained_without(nodes, test, subject, 4, **kwargs)
     np.testing.assert_allclose(coordinator.params, expected, rtol=0, atol=1e-9)
 

@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 
 import heliosfl.compliance.explain as explain_module
-from heliosfl.compliance.explain import (
-    GlobalImportance,
-    PredictionExplanation,
-    explain_prediction,
-    feature_importance,
-)
+from heliosfl.compliance.explain import PredictionExplanation, explain_prediction
+from heliosfl.compliance.importance import GlobalImportance, feature_importance
 from heliosfl.errors import ConfigError
 from heliosfl.models import LogisticRegression, Model, SoftmaxRegression, make_model
 
