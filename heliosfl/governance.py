@@ -13,6 +13,8 @@ scratch", shortened to the rounds after the subject's first contribution): every
 round is keyed by (seed, model, round, node, attempt) and nodes train on their rows in
 their order, so replaying rounds on data without the subject gives the parameters that
 training which never saw the subject would have given (the test suite checks equality).
+Replayed rounds obey consent as it is now: someone who withdrew after the rollback point
+is left out of the replay too, as training on them again would be new processing.
 With differential privacy this needs ``reproducible_noise=True``; otherwise the replay draws
 fresh noise and is an equally valid, but different, run.
 """

@@ -86,9 +86,10 @@ class ErasureWorkflow:
         the inventory lists for them; their stored records are shredded (key destroyed);
         then each model they contributed to is rolled back to the checkpoint before their
         first contribution and the later rounds are replayed without them (with the same
-        seeds, so the result equals training that never saw them; with differential
-        privacy the replayed rounds are charged to the budget). An unreachable node
-        leaves the request ``"partial"`` until :meth:`retry_deletion` reaches it.
+        seeds, so the result equals training that never saw them; replayed rounds obey
+        consent as it is now; with differential privacy they are charged to the budget).
+        An unreachable node leaves the request ``"partial"`` until :meth:`retry_deletion`
+        reaches it.
 
         Parameters
         ----------

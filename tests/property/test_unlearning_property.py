@@ -2,7 +2,10 @@
 
 The federation is small (synthetic sites, logistic regression, random(2) of 4 nodes) so
 each example trains two short runs; the draw covers which subject is erased, how many
-rounds ran before they consented, how many after, and whether some other subject withdrew.
+rounds ran before they consented, how many after, and whether some other subject withdrew
+meanwhile. Replayed rounds obey consent as it stands at the erasure (training a subject
+who has withdrawn would be processing without consent), so in the reference such a
+withdrawal takes effect from the first replayed round if that is earlier.
 """
 
 from __future__ import annotations
@@ -77,10 +80,14 @@ async def scenario(pick: int, before: int, after: int, withdrawer: int | None) -
         if i == 1 and withdrawn is not None and withdrawn != erased:
             manager.withdraw_consent(withdrawn)
         await coordinator.run_round()
-    await manager.delete_user_data(erased)
+    record = await manager.delete_user_data(erased)
     assert await manager.verify_deletion(erased)
 
-    # The reference: the same history on data that never held the erased subject.
+    # The reference: the same history on data that never held the erased subject. The
+    # replay obeys consent as it is at the erasure, so a withdrawal that happened after
+    # the rollback point counts from the first replayed round.
+    rollback = record.unlearning[0].rollback_round if record.unlearning else before + after
+    effective = min(before + 1, rollback)  # index of the first round without the withdrawer
     clean = [n.without_subjects([erased]) for n in nodes]
     reference = fl.GdprComplianceManager(workspace=fl.Workspace())
     for subject in everyone:
@@ -88,7 +95,7 @@ async def scenario(pick: int, before: int, after: int, withdrawer: int | None) -
             reference.record_consent(subject, ["model_training"], "v1")
     other = await federation(clean, test, reference)
     for i in range(before + after):
-        if i == before + 1 and withdrawn is not None and withdrawn != erased:
+        if i == effective and withdrawn is not None and withdrawn != erased and after > 1:
             reference.withdraw_consent(withdrawn)
         await other.run_round()
     return float(np.max(np.abs(coordinator.params - other.params)))
