@@ -7,6 +7,7 @@ module to one idea. See :meth:`ErasureWorkflow.delete_user_data` for the order o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -154,7 +155,8 @@ class ErasureWorkflow:
         first = self.lineage.first_contributions(subject)
         before = self._membership(subject, sorted(first))
         done, pending, removed, unconfirmed = self._erase_rows(subject, record.pending_nodes)
-        records, shredded = self.inventory.erase(user_id, subject)
+        # crypto and SQLite work off the event loop (the notebook stays live)
+        records, shredded = await asyncio.to_thread(self.inventory.erase, user_id, subject)
         unlearned = []
         for model_id in sorted(first):
             if federation is None or model_id not in federation.model_ids():
@@ -179,7 +181,7 @@ class ErasureWorkflow:
             completed_at=None if pending else self._now(),
             inventory_only_nodes=record.inventory_only_nodes + tuple(unconfirmed),
         )
-        self._settle(updated)
+        await asyncio.to_thread(self._settle, updated)
         return updated
 
     def _refuse_while_training(self) -> None:
