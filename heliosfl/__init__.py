@@ -65,6 +65,7 @@ from heliosfl.records import (
     StopReason,
     TrainingResult,
 )
+from heliosfl.secagg import SecureAggregationConfig
 from heliosfl.store import Workspace
 from heliosfl.strategies import FedAdagrad, FedAdam, FedAvg, FedOpt, FedProx, FedYogi, Strategy
 from heliosfl.training import TrainingRun
@@ -125,6 +126,7 @@ __all__ = [
     "RoundConfig",
     "RoundRecord",
     "RoundStatus",
+    "SecureAggregationConfig",
     "SecureAggregationError",
     "SelectionKind",
     "StopReason",

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from heliosfl.errors import ConfigError
+from heliosfl.secagg.config import NoisePlacement, SecureAggregationConfig
 from heliosfl.strategies import Strategy, strategy_from_dict, strategy_from_name
 from heliosfl.validation import check_float, check_int, known_fields
 
@@ -429,6 +430,9 @@ class Config:
     seed : int
         Seeds every random choice of a run (selection, shuffling, initial parameters);
         the same seed gives the same result.
+    secure_aggregation : SecureAggregationConfig
+        Secure aggregation (off by default): the coordinator sees only the sum of the
+        quantised, masked updates.
     """
 
     aggregation_strategy: AggregationStrategy | Strategy = AggregationStrategy.FEDAVG
@@ -436,6 +440,7 @@ class Config:
     enable_privacy: bool = False
     privacy_config: DifferentialPrivacyConfig | None = None
     seed: int = 0
+    secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
 
     def __post_init__(self) -> None:
         strategy: object = self.aggregation_strategy
@@ -472,6 +477,28 @@ class Config:
                 "Pass privacy_config=DifferentialPrivacyConfig(epsilon=..., delta=...).",
             )
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=2**63 - 1))
+        self._check_secure_aggregation()
+
+    def _check_secure_aggregation(self) -> None:
+        secure = self.secure_aggregation
+        if not isinstance(secure, SecureAggregationConfig):
+            raise ConfigError("secure_aggregation", secure, "a SecureAggregationConfig")
+        privacy = self.privacy_config
+        if not (secure.enabled and self.enable_privacy and privacy is not None):
+            return
+        if privacy.adaptive_clipping:
+            raise ConfigError(
+                "privacy_config.adaptive_clipping",
+                True,
+                "False when secure aggregation is on",
+                "The coordinator cannot see which updates were clipped; fix clip_norm.",
+            )
+        if secure.noise is NoisePlacement.DISTRIBUTED and privacy.mechanism != "gaussian":
+            raise ConfigError(
+                "secure_aggregation.noise",
+                "distributed",
+                "'central' with Laplace noise (a sum of Laplace shares is not Laplace)",
+            )
 
     @property
     def strategy(self) -> Strategy:
@@ -493,6 +520,7 @@ class Config:
             if self.privacy_config is None
             else self.privacy_config.to_dict(),
             "seed": self.seed,
+            "secure_aggregation": self.secure_aggregation.to_dict(),
         }
 
     @classmethod
@@ -506,4 +534,8 @@ class Config:
             values["round_config"] = RoundConfig.from_dict(values["round_config"])
         if isinstance(values.get("privacy_config"), dict):
             values["privacy_config"] = DifferentialPrivacyConfig.from_dict(values["privacy_config"])
+        if isinstance(values.get("secure_aggregation"), dict):
+            values["secure_aggregation"] = SecureAggregationConfig.from_dict(
+                values["secure_aggregation"]
+            )
         return cls(**values)

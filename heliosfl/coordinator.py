@@ -32,6 +32,7 @@ from heliosfl.errors import (
     FederatedLearningError,
     InsufficientNodes,
     NodeNotFound,
+    SecureAggregationError,
 )
 from heliosfl.events import (
     EventBus,
@@ -59,6 +60,7 @@ from heliosfl.worker import FederatedWorker, TrainContext
 
 if TYPE_CHECKING:
     from heliosfl.dp_rounds import PrivateRounds
+    from heliosfl.secure_rounds import SecureRounds
 
 __all__ = ["Coordinator"]
 
@@ -121,6 +123,11 @@ class Coordinator:
             from heliosfl.dp_rounds import PrivateRounds
 
             self._private = PrivateRounds(config, model_id, privacy_ledger)
+        self._secure: SecureRounds | None = None
+        if config.secure_aggregation.enabled:
+            from heliosfl.secure_rounds import SecureRounds
+
+            self._secure = SecureRounds(config, model_id)
         #: Further checks of every update before aggregation (run off the event loop);
         #: each returns a reason to reject it, or None. HIPAA's leakage test is one.
         self.update_guards: list[Callable[[ModelUpdate], str | None]] = []
@@ -353,14 +360,17 @@ class Coordinator:
                     selected_nodes=tuple(selected),
                 )
             )
-            outcomes = await RoundDispatch(
+            dispatch = RoundDispatch(
                 model_id=self.model_id,
                 round_number=context.round_number,
                 timeout_secs=self.config.round_config.node_timeout_secs,
                 backend=self._backend,
                 events=self._events,
                 private=self._private is not None,
-            ).run(selected, self._workers, context)
+            )
+            if self._secure is not None:
+                return await self._secure_round(selected, context, dispatch)
+            outcomes = await dispatch.run(selected, self._workers, context)
             updates = [o for o in outcomes.values() if isinstance(o, ModelUpdate)]
             failures = {n: o for n, o in outcomes.items() if isinstance(o, str)}
             return await self._execute(updates, failures)
@@ -391,6 +401,13 @@ class Coordinator:
             unchanged and the attempt is recorded as failed.
         """
         self._refuse_if_training("execute_round")
+        if self._secure is not None:
+            raise ConfigError(
+                "execute_round",
+                self.model_id,
+                "not used with secure aggregation (individual updates never reach the coordinator)",
+                "Run whole secure rounds with run_round() or engine.train().",
+            )
         if not isinstance(updates, list | tuple):
             raise ConfigError("updates", updates, "a list of the ModelUpdate objects of this round")
         async with self._lock:
@@ -446,30 +463,26 @@ class Coordinator:
         if private is not None:  # no per-node figures leave the accounting
             record = replace(record, node_figures={}, aggregated_loss=None)
         if len(accepted) < required:
-            record = replace(
-                record,
-                status=RoundStatus.FAILED,
-                participating_nodes=(),
-                duration_secs=time.perf_counter() - started_clock,
-            )
-            await self._persist(
-                functools.partial(
-                    self._workspace.record_failed_round,
-                    self.model_id,
-                    round_number,
-                    record.to_dict(),
-                ),
-                functools.partial(self._apply_failed, record),
-            )
             error = InsufficientNodes(required, len(accepted), "successful updates")
-            self._events.publish(
-                RoundFailed(model_id=self.model_id, record=record, reason=str(error))
-            )
+            await self._fail(record, started_clock, str(error))
             raise error
         new_params, new_state, evaluation, entry = await asyncio.to_thread(
             self._aggregate, accepted, round_number
         )
-        if evaluation is None and private is None:
+        return await self._commit(record, started_clock, new_params, new_state, evaluation, entry)
+
+    async def _commit(
+        self,
+        record: RoundRecord,
+        started_clock: float,
+        new_params: FloatArray,
+        new_state: dict[str, FloatArray],
+        evaluation: tuple[float | None, float | None] | None,
+        entry: dict[str, Any] | None,
+    ) -> RoundRecord:
+        """Evaluate (federated, if needed), commit record and checkpoint, publish."""
+        round_number = record.round_number
+        if evaluation is None and self._private is None:
             evaluation = await evaluate_on_nodes(
                 self._backend,
                 [w for n in record.participating_nodes if (w := self._workers.get(n)) is not None],
@@ -625,17 +638,101 @@ class Coordinator:
                 round_number=round_number,
                 attempt=self._attempt(round_number),
             )
+        return new_params, new_state, self._evaluate(new_params), entry
+
+    def _evaluate(self, new_params: FloatArray) -> tuple[float, float] | None:
+        """Refuse non-finite parameters; figures on the coordinator's validation data."""
         if not np.all(np.isfinite(new_params)):
             raise FederatedLearningError(
                 "Aggregation produced non-finite parameters; the model is unchanged. "
                 "Lower learning_rate (local or the strategy's server_learning_rate)."
             )
-        evaluation = None
         data = self.validation_data
-        if data is not None and len(data) > 0:
-            figures = self.model.evaluate(new_params, data.X, data.y)
-            evaluation = (float(figures["loss"]), float(figures["accuracy"]))
-        return new_params, new_state, evaluation, entry
+        if data is None or len(data) == 0:
+            return None
+        figures = self.model.evaluate(new_params, data.X, data.y)
+        return float(figures["loss"]), float(figures["accuracy"])
+
+    async def _secure_round(
+        self, selected: list[str], context: TrainContext, dispatch: RoundDispatch
+    ) -> RoundRecord:
+        """One round under secure aggregation (see :mod:`heliosfl.secure_rounds`)."""
+        assert self._secure is not None  # noqa: S101
+        round_number = context.round_number
+        assert self._selection is not None  # noqa: S101 - set by _select
+        started_clock, started_at = self._selection[2], self._selection[3]
+        counts = {n.node_id: n.num_samples for n in self._nodes.snapshots()}
+        required = self.config.round_config.min_nodes_per_round
+        try:
+            outcome = await self._secure.run(
+                selected=selected,
+                workers=self._workers,
+                context=context,
+                dispatch=dispatch,
+                sample_counts=counts,
+                private=self._private,
+            )
+        except SecureAggregationError as exc:
+            failures = {n: f"secure aggregation failed: {exc.message}" for n in selected}
+            await self._fail(
+                summarize_round(round_number, [], failures, selected, started_at),
+                started_clock,
+                str(exc),
+            )
+            raise
+        record = summarize_round(
+            round_number, outcome.updates, outcome.failures, selected, started_at
+        )
+        if self._private is not None:
+            record = replace(record, node_figures={}, aggregated_loss=None)
+        if len(outcome.survivors) < required:
+            error = InsufficientNodes(required, len(outcome.survivors), "successful updates")
+            await self._fail(record, started_clock, str(error))
+            raise error
+        private = self._private
+        strategy, state, params = self._strategy, self._strategy_state, self._params
+        distributed = self.config.secure_aggregation.noise.value == "distributed"
+
+        def aggregate() -> tuple[
+            FloatArray, dict[str, FloatArray], tuple[float, float] | None, dict[str, Any] | None
+        ]:
+            entry = None
+            if private is None:
+                new_params, new_state = strategy.aggregate(params, [outcome.values], [1.0], state)
+            else:
+                new_params, new_state, entry = private.aggregate_sum(
+                    params,
+                    outcome.values,
+                    len(outcome.survivors),
+                    state,
+                    strategy,
+                    round_number=round_number,
+                    attempt=context.attempt,
+                    noise_added=distributed,
+                )
+            return new_params, new_state, self._evaluate(new_params), entry
+
+        new_params, new_state, evaluation, entry = await asyncio.to_thread(aggregate)
+        return await self._commit(record, started_clock, new_params, new_state, evaluation, entry)
+
+    async def _fail(self, record: RoundRecord, started_clock: float, reason: str) -> None:
+        """Record a round attempt that did not change the model, and publish it."""
+        record = replace(
+            record,
+            status=RoundStatus.FAILED,
+            participating_nodes=(),
+            duration_secs=time.perf_counter() - started_clock,
+        )
+        await self._persist(
+            functools.partial(
+                self._workspace.record_failed_round,
+                self.model_id,
+                record.round_number,
+                record.to_dict(),
+            ),
+            functools.partial(self._apply_failed, record),
+        )
+        self._events.publish(RoundFailed(model_id=self.model_id, record=record, reason=reason))
 
     def __repr__(self) -> str:
         return (

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from heliosfl.backends.base import Backend, StopFlag
 from heliosfl.events import EventBus, NodeFailed, NodeFinished
 from heliosfl.models import Model
-from heliosfl.records import ModelUpdate
+from heliosfl.records import MaskedUpdate, ModelUpdate
 from heliosfl.rounds import weighted_figure
 from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
 
@@ -69,7 +69,7 @@ class RoundDispatch:
         selected: Sequence[str],
         workers: Mapping[str, FederatedWorker],
         context: TrainContext,
-    ) -> dict[str, ModelUpdate | str]:
+    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
         """Train the selected nodes; each outcome is an update or a failure reason.
 
         Parameters
@@ -84,13 +84,13 @@ class RoundDispatch:
         Returns
         -------
         dict
-            Node id to its :class:`ModelUpdate` or the reason it failed, in ``selected``
-            order.
+            Node id to its :class:`ModelUpdate` (a :class:`MaskedUpdate` in a secure
+            round) or the reason it failed, in ``selected`` order.
         """
         round_number = self.round_number
         timeout = self.timeout_secs
         started = time.monotonic()
-        outcomes: dict[str, ModelUpdate | str] = {}
+        outcomes: dict[str, ModelUpdate | MaskedUpdate | str] = {}
         jobs: dict[str, NodeJob] = {}
         for node_id in selected:
             worker = workers.get(node_id)
@@ -119,7 +119,8 @@ class RoundDispatch:
             arrivals = [
                 h.finished_at + jobs[n].latency_secs
                 for n, h in zip(runnable, handles, strict=True)
-                if isinstance(outcomes.get(n), ModelUpdate) and h.finished_at is not None
+                if isinstance(outcomes.get(n), ModelUpdate | MaskedUpdate)
+                and h.finished_at is not None
             ]
             if len(runnable) < len(jobs):
                 arrivals.append(started + timeout)
@@ -143,11 +144,11 @@ class RoundDispatch:
 
     def _settle(
         self,
-        outcomes: dict[str, ModelUpdate | str],
+        outcomes: dict[str, ModelUpdate | MaskedUpdate | str],
         node_id: str,
         job: NodeJob,
         round_number: int,
-        future: asyncio.Future[ModelUpdate] | None,
+        future: asyncio.Future[ModelUpdate | MaskedUpdate] | None,
     ) -> None:
         """Record one node's outcome and publish its event (on the loop)."""
         timeout = self.timeout_secs

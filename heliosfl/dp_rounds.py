@@ -26,6 +26,7 @@ from heliosfl.config import Config, DifferentialPrivacyConfig
 from heliosfl.privacy.aggregate import private_mean
 from heliosfl.privacy.budget import PrivacyLedger, PrivacyPlan, plan_run
 from heliosfl.privacy.events import SamplingScheme
+from heliosfl.privacy.noise import gaussian_noise, laplace_noise
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.strategies import Strategy
 
@@ -140,6 +141,58 @@ class PrivateRounds:
             participants=len(deltas),
         )
         return new_params, new_state, entry
+
+    def aggregate_sum(
+        self,
+        params: FloatArray,
+        clipped_sum: FloatArray,
+        participants: int,
+        state: Mapping[str, FloatArray],
+        strategy: Strategy,
+        *,
+        round_number: int,
+        attempt: int,
+        noise_added: bool,
+    ) -> tuple[FloatArray, dict[str, FloatArray], dict[str, Any]]:
+        """The private aggregate of a secure round, from the sum the protocol unmasked.
+
+        The nodes clipped their updates (to the clip norm, with room for rounding) before
+        masking, so `clipped_sum` has the sensitivity the event assumes. Central noise of
+        scale ``z * C`` is added here; with ``noise_added`` (distributed noise) the nodes
+        already added theirs. Then the sum is divided by the fixed denominator, as in
+        :meth:`aggregate`, and charged with the same event.
+        """
+        assert self.plan is not None and self.is_checked(round_number)  # noqa: S101
+        _, event, epsilon_after = self._pending  # type: ignore[misc]
+        clip = float(self.privacy.clip_norm)
+        total = np.asarray(clipped_sum, dtype=np.float64)
+        if not noise_added:
+            rng = self._noise_rng(round_number, attempt)
+            scale = self.plan.noise_multiplier * clip
+            draw = gaussian_noise if self.privacy.mechanism.value == "gaussian" else laplace_noise
+            total = total + draw(total.shape, scale, rng)
+        mean = total / self.plan.denominator
+        new_params, new_state = strategy.aggregate(params, [mean], [1.0], dict(state))
+        entry = self.ledger.entry(
+            event,
+            epsilon_after,
+            noise_multiplier=self.plan.noise_multiplier,
+            sampling=self.plan.sampling.value,
+            denominator=self.plan.denominator,
+            count_noise_multiplier=self.plan.count_noise_multiplier,
+            deterministic_subset=int(self.plan.deterministic_subset),
+            clip_norm=clip,
+            participants=participants,
+            secure_aggregation="distributed" if noise_added else "central",
+        )
+        return new_params, new_state, entry
+
+    def _noise_rng(self, round_number: int, attempt: int) -> np.random.Generator:
+        if self.privacy.reproducible_noise:
+            return rng_for(
+                self.config.seed, Stream.NOISE, self.model_id, round_number, attempt=attempt
+            )
+        return np.random.default_rng(secrets.randbits(128))
 
     def charge(self, entry: Mapping[str, Any]) -> None:
         """Record a committed round's entry (after the workspace commit)."""

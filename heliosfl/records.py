@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 __all__ = [
     "CoordinatorState",
+    "MaskedUpdate",
     "ModelUpdate",
     "NodeInfo",
     "RoundRecord",
@@ -76,6 +77,47 @@ class ModelUpdate:
     loss: float
     metrics: dict[str, float] = field(default_factory=dict)
     duration_secs: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaskedUpdate:
+    """One node's contribution to a secure round: its update quantised and masked.
+
+    The vector is uniformly random to anyone without the round's masks: only the sum of
+    all survivors' vectors, unmasked by the protocol, means anything.
+
+    Parameters
+    ----------
+    model_id, node_id : str
+        The model and the node.
+    round_number : int
+        The round.
+    masked : ndarray
+        Ring elements (uint64): the quantised, weighted delta and the weight, masked.
+    num_samples : int
+        Training rows used.
+    weight : int
+        The weight folded into the vector (capped sample count; 1 under DP).
+    loss : float
+        Mean local training loss (``nan`` under differential privacy, never released).
+    metrics : dict
+        Local validation figures.
+    duration_secs : float
+        Wall time of local training.
+    masking_secs : float
+        Wall time of clipping, quantising and masking on the node.
+    """
+
+    model_id: str
+    node_id: str
+    round_number: int
+    masked: npt.NDArray[np.uint64]
+    num_samples: int
+    weight: int
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    duration_secs: float = 0.0
+    masking_secs: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

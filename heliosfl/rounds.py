@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
-from heliosfl.records import ModelUpdate, RoundRecord
+from heliosfl.records import MaskedUpdate, ModelUpdate, RoundRecord
 
 __all__ = [
     "check_update",
@@ -149,7 +149,7 @@ def check_updates(
 
 def summarize_round(
     round_number: int,
-    accepted: Sequence[ModelUpdate],
+    accepted: Sequence[ModelUpdate | MaskedUpdate],
     failures: Mapping[str, str],
     selected: Sequence[str] | None,
     started_at: str,
@@ -173,7 +173,7 @@ def summarize_round(
     )
 
 
-def node_figures(update: ModelUpdate) -> dict[str, float]:
+def node_figures(update: ModelUpdate | MaskedUpdate) -> dict[str, float]:
     """The per-node figures a round record keeps: loss, duration, local val accuracy."""
     figures = {"loss": float(update.loss), "duration_secs": float(update.duration_secs)}
     accuracy = update.metrics.get("val_accuracy")

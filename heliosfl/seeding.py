@@ -24,6 +24,7 @@ class Stream(IntEnum):
     TRAINING = 2
     FAULTS = 3
     NOISE = 4
+    SECAGG = 5
 
 
 def stable_key(text: str) -> int:

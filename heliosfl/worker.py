@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from heliosfl.errors import ConfigError, NodeFailure, NodeTimeout
 from heliosfl.faults import FaultPlan, NodeFault, SimulatedCrash
 from heliosfl.models import Model, TrainingStopped, local_sgd
 from heliosfl.models.base import _NumpyModel
-from heliosfl.records import ModelUpdate
+from heliosfl.records import MaskedUpdate, ModelUpdate
+from heliosfl.secagg.node import SecureNode, SecureSpec
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.validation import check_float
 
@@ -64,6 +66,10 @@ class TrainContext:
         FedProx proximal coefficient (0 for other strategies).
     attempt : int
         Which attempt at the round (simulated faults are drawn afresh for a retry).
+    secure : SecureSpec or None
+        Secure aggregation: the node returns a :class:`MaskedUpdate` instead.
+    reproducible_noise : bool
+        Distributed DP noise is drawn from the seed (for teaching and tests only).
     """
 
     model_id: str
@@ -74,6 +80,8 @@ class TrainContext:
     learning_rate: float
     prox_mu: float
     attempt: int = 0
+    secure: SecureSpec | None = None
+    reproducible_noise: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +98,7 @@ class NodeJob:
         Simulated latency of the answer (0 for a healthy node; ``inf`` for a hang).
     """
 
-    call: Callable[[], ModelUpdate]
+    call: Callable[[], ModelUpdate | MaskedUpdate]
     stop: StopFlag
     latency_secs: float = 0.0
 
@@ -133,6 +141,20 @@ class FederatedWorker:
         #: Which rows the node may use (set by ``engine.attach_gdpr``); None: all of them.
         self.policy: DataPolicy | None = None
         self._online = True
+        self._secure = SecureNode(config.node_id)
+
+    @property
+    def secure(self) -> SecureNode:
+        """The node's secure-aggregation side (its keys and shares stay in it).
+
+        Raises
+        ------
+        NodeFailure
+            If the node is offline (its messages cannot reach the coordinator).
+        """
+        if not self._online:
+            raise NodeFailure(self.node_id, "node offline: unreachable")
+        return self._secure
 
     @property
     def online(self) -> bool:
@@ -255,6 +277,8 @@ class FederatedWorker:
             raise
         except Exception as exc:
             raise NodeFailure(self.node_id, failure_reason(exc, job.stop)[0]) from exc
+        if not isinstance(update, ModelUpdate):  # a secure round runs through the coordinator
+            raise NodeFailure(self.node_id, "a masked update outside a secure round")
         return update
 
     def job(self, context: TrainContext) -> NodeJob:
@@ -275,7 +299,9 @@ class FederatedWorker:
             plan = self.fault.plan(rng)
         stop = StopFlag()
         if not self._online:
-            call: Callable[[], ModelUpdate] = functools.partial(_offline, self.node_id)
+            call: Callable[[], ModelUpdate | MaskedUpdate] = functools.partial(
+                _offline, self.node_id
+            )
             return NodeJob(call=call, stop=stop)
         data = self.data
         if data is not None and self.policy is not None:
@@ -340,6 +366,45 @@ class FederatedWorker:
         stop: StopFlag,
         crash: bool = False,
         data: NodeData | None = None,
+    ) -> ModelUpdate | MaskedUpdate:
+        update = self._train_plain(context, stop, crash, data)
+        spec = context.secure
+        if spec is None:
+            return update
+        # Secure aggregation: the delta is quantised and masked here, on the node; only
+        # the masked vector leaves it.
+        key = (context.seed, context.model_id, context.round_number, self.node_id)
+        rng = rng_for(key[0], Stream.SECAGG, key[1], key[2], key[3], attempt=context.attempt)
+        noise_rng = None
+        if spec.noise_std > 0:
+            noise_rng = (
+                rng_for(key[0], Stream.NOISE, key[1], key[2], key[3], attempt=context.attempt)
+                if context.reproducible_noise
+                else np.random.default_rng(secrets.randbits(128))
+            )
+        started = time.perf_counter()
+        masked, weight = self._secure.protect(
+            context.model_id, spec, update.delta, update.num_samples, rng, noise_rng
+        )
+        return MaskedUpdate(
+            model_id=update.model_id,
+            node_id=update.node_id,
+            round_number=update.round_number,
+            masked=masked,
+            num_samples=update.num_samples,
+            weight=weight,
+            loss=update.loss,
+            metrics=update.metrics,
+            duration_secs=update.duration_secs,
+            masking_secs=time.perf_counter() - started,
+        )
+
+    def _train_plain(
+        self,
+        context: TrainContext,
+        stop: StopFlag,
+        crash: bool = False,
+        data: NodeData | None = None,
     ) -> ModelUpdate:
         started = time.perf_counter()
         if stop.is_set():  # stopped before a thread was free
@@ -396,7 +461,7 @@ class FederatedWorker:
         return f"FederatedWorker(node_id={self.node_id!r}, num_samples={self.num_samples})"
 
 
-def _offline(node_id: str) -> ModelUpdate:
+def _offline(node_id: str) -> ModelUpdate | MaskedUpdate:
     raise NodeFailure(node_id, "node offline: unreachable")
 
 

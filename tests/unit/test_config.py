@@ -282,7 +282,7 @@ _case(
     "config",
     ["rounds"],
     "only fields of Config: aggregation_strategy, enable_privacy, privacy_config, "
-    "round_config, seed",
+    "round_config, secure_aggregation, seed",
 )
 _case(
     "from-dict-not-a-dict",
