@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy_bars.py
 	$(BIN)/python benchmarks/privacy_utility.py
 	$(BIN)/python benchmarks/gdpr_erasure.py
+	$(BIN)/python benchmarks/secure_aggregation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -6,7 +6,8 @@ OpenSSL through ``cryptography``, never from numpy. The engine runs the protocol
 :mod:`heliosfl.secure_rounds`::
 
     config    SecureAggregationConfig (Config.secure_aggregation)
-    protocol  RoundSetup, SecAggClient, SecAggServer: the four stages
+    protocol  the four stages (docstring): session.py (RoundSetup, Advertisement),
+              client.py (SecAggClient), server.py (SecAggServer)
     node      SecureNode: a node's clients; clip, quantise, weight and mask its update
 
     channel   X25519 key agreement + HKDF-SHA256; AES-256-GCM sealing of shares
