@@ -128,6 +128,8 @@ class SecAggClient:
     def masked_input(self, values: RingVector) -> RingVector:
         """Stage 2: the input plus its self mask and pairwise masks, in the ring."""
         setup = self.setup
+        if self._masked:  # the same masks on two inputs would reveal their difference
+            raise SecureAggregationError("A node masks one input per round, not two.")
         vector = np.asarray(values)
         if vector.dtype != np.uint64 or vector.shape != (setup.vector_length,):
             raise SecureAggregationError(

@@ -26,8 +26,10 @@ class SecureAggregationConfig:
 
     The defaults suit 100 to 1,000 nodes: each node shares its secrets with
     ``default_neighbours(n)`` random neighbours (20 for 100 nodes, 30 for 1,000: cost grows
-    as n log n), and a round needs 60% of its nodes to deliver a masked update and 60% of
-    each node's neighbours to answer the unmasking, so up to 40% may drop.
+    as n log n), and a round needs 60% of its nodes to deliver a masked update (and more
+    than the share threshold) and 60% of each node's neighbours to answer the unmasking:
+    up to about 40% may drop, unless dropouts cluster in one neighbourhood, which fails
+    the round (the model is then unchanged).
 
     Parameters
     ----------
@@ -110,7 +112,7 @@ class SecureAggregationConfig:
 
     def minimum_survivors(self, participants: int) -> int:
         """Masked inputs a round of `participants` nodes needs."""
-        return max(1, math.ceil(self.threshold * participants))
+        return max(1, math.ceil(self.threshold * participants - 1e-9))  # exact ceiling
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (:meth:`from_dict` inverts it)."""

@@ -131,6 +131,11 @@ class SecureNode:
         if spec.clip_norm is not None:
             weight = 1
             room = spec.clip_norm - quantizer.step * math.sqrt(values.size)
+            if room <= 0:
+                raise SecureAggregationError(
+                    "The quantisation is too coarse for the clip norm: rounding alone could "
+                    "exceed it. Raise quantization_bits."
+                )
             norm = float(np.linalg.norm(values))
             if norm > room:
                 values = values * (room / norm)

@@ -146,6 +146,10 @@ class SecAggServer:
             committed to or advertised.
         """
         setup = self.setup
+        if not self._unmasking or len(self._survivors) < setup.min_survivors:
+            raise SecureAggregationError(
+                "Unmasking needs begin_unmask() first, with enough survivors."
+            )
         bits, length, t = setup.modulus_bits, setup.vector_length, setup.share_threshold
         total = ring_sum([self._masked[u] for u in sorted(self._survivors)], bits, length).copy()
         for u in sorted(self._survivors):

@@ -122,16 +122,16 @@ class RoundSetup:
             k -= 1  # a Harary graph needs an even degree
         graph = neighbour_graph(nodes, k, rng)
         degree = min(len(v) for v in graph.values())
-        threshold = max(1, math.ceil(config.threshold * degree))
-        if threshold <= degree / 2:
-            threshold = degree // 2 + 1
+        # the exact ceiling (0.55 * 100 is 55.000000000000007 in floating point)
+        threshold = max(degree // 2 + 1, math.ceil(config.threshold * degree - 1e-9))
         return cls(
             session=os.urandom(16),
             round_number=round_number,
             participants=nodes,
             neighbours=graph,
             share_threshold=threshold,
-            min_survivors=config.minimum_survivors(n),
+            # each survivor's seed needs `threshold` shares from *other* survivors
+            min_survivors=max(config.minimum_survivors(n), threshold + 1),
             vector_length=vector_length,
             modulus_bits=config.modulus_bits,
         )

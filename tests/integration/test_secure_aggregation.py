@@ -123,7 +123,7 @@ async def test_too_few_survivors_fails_the_round_and_leaves_the_model_unchanged(
     )
     before = np.array(coordinator.params)
 
-    with pytest.raises(fl.SecureAggregationError, match=r"at least 6 nodes .* Found 5"):
+    with pytest.raises(fl.SecureAggregationError, match=r"at least 7 nodes .* Found 5"):
         await coordinator.run_round()
 
     np.testing.assert_array_equal(coordinator.params, before)
