@@ -183,6 +183,7 @@ async def _simulate(args: argparse.Namespace) -> int:
             convergence_threshold=0.0,
         ),
         seed=args.seed,
+        secure_aggregation=fl.SecureAggregationConfig(enabled=args.secure_aggregation),
     )
     workspace = fl.Workspace(args.workspace) if args.workspace else None
     async with fl.FederatedLearningEngine(config, workspace=workspace) as engine:
@@ -242,6 +243,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--learning-rate", type=float, default=0.1)
     sim.add_argument("--target-accuracy", type=float, default=None)
     sim.add_argument("--workspace", default=None, help="SQLite file to keep the run in")
+    sim.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="SecAgg+: the coordinator sees only the sum of the updates",
+    )
     sim.add_argument("--seed", type=int, default=0)
     return parser
 

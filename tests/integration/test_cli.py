@@ -27,6 +27,12 @@ def test_simulate_trains_and_keeps_the_run_in_a_workspace(tmp_path, capsys):
     assert path.exists()
 
 
+def test_simulate_with_secure_aggregation(capsys):
+    code = main(["simulate", "--nodes", "6", "--rounds", "2", "--secure-aggregation"])
+    assert code == 0
+    assert "round    2:   6/  6 nodes" in capsys.readouterr().out
+
+
 def test_errors_are_reported_not_raised(capsys):
     assert main(["simulate", "--nodes", "5", "--min-nodes", "9", "--rounds", "2"]) == 2
     assert "Insufficient nodes" in capsys.readouterr().err
