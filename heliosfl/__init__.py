@@ -65,6 +65,7 @@ from heliosfl.records import (
     StopReason,
     TrainingResult,
 )
+from heliosfl.robust import CoordinateMedian, Krum, TrimmedMean
 from heliosfl.secagg import SecureAggregationConfig
 from heliosfl.store import Workspace
 from heliosfl.strategies import FedAdagrad, FedAdam, FedAvg, FedOpt, FedProx, FedYogi, Strategy
@@ -92,6 +93,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConvergenceNotReached",
+    "CoordinateMedian",
     "Coordinator",
     "CoordinatorState",
     "DataCategory",
@@ -111,6 +113,7 @@ __all__ = [
     "HipaaComplianceManager",
     "HipaaConfig",
     "InsufficientNodes",
+    "Krum",
     "Model",
     "ModelNotFound",
     "ModelUpdate",
@@ -134,6 +137,7 @@ __all__ = [
     "SymmetricInitWarning",
     "TrainingResult",
     "TrainingRun",
+    "TrimmedMean",
     "WorkerConfig",
     "Workspace",
     "WorkspaceError",

@@ -235,7 +235,11 @@ def _parser() -> argparse.ArgumentParser:
         default="logistic_regression",
     )
     sim.add_argument("--hidden", type=int, default=32)
-    sim.add_argument("--strategy", choices=["fedavg", "fedprox", "fedopt"], default="fedavg")
+    sim.add_argument(
+        "--strategy",
+        choices=["fedavg", "fedprox", "fedopt", "median", "trimmed_mean", "krum"],
+        default="fedavg",
+    )
     sim.add_argument("--rounds", type=int, default=20)
     sim.add_argument("--k", type=int, default=None, help="random(k) selection")
     sim.add_argument("--min-nodes", type=int, default=1)

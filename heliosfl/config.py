@@ -71,6 +71,9 @@ class AggregationStrategy(StrEnum):
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
     FEDOPT = "fedopt"
+    MEDIAN = "median"
+    TRIMMED_MEAN = "trimmed_mean"
+    KRUM = "krum"
 
 
 class NoiseMechanism(StrEnum):
@@ -178,6 +181,13 @@ class RoundConfig:
     max_failed_attempts : int
         Consecutive round attempts without quorum after which an automatic run stops with
         :class:`~heliosfl.errors.InsufficientNodes` (>= 1).
+    max_update_norm : float or None
+        Updates whose L2 norm exceeds this are rejected before aggregation (> 0; None: no
+        absolute limit).
+    norm_outlier_factor : float or None
+        Updates whose L2 norm exceeds this many times the median norm of the round's
+        other valid updates are rejected as absurd (> 1; needs 3 updates; None: off; not
+        applied with differential privacy, whose clipping already bounds every update).
     """
 
     max_rounds: int = 100
@@ -188,6 +198,8 @@ class RoundConfig:
     learning_rate: float = 0.01
     convergence_threshold: float = 0.001
     max_failed_attempts: int = 3
+    max_update_norm: float | None = None
+    norm_outlier_factor: float | None = 100.0
 
     def __post_init__(self) -> None:
         _store_int(self, "round_config", "max_rounds", low=1)
@@ -215,6 +227,14 @@ class RoundConfig:
         )
         object.__setattr__(self, "convergence_threshold", threshold)
         _store_int(self, "round_config", "max_failed_attempts", low=1)
+        if self.max_update_norm is not None:
+            norm = check_float("round_config.max_update_norm", self.max_update_norm, low=0.0)
+            object.__setattr__(self, "max_update_norm", norm)
+        if self.norm_outlier_factor is not None:
+            factor = check_float(
+                "round_config.norm_outlier_factor", self.norm_outlier_factor, low=1.0
+            )
+            object.__setattr__(self, "norm_outlier_factor", factor)
         k = self.selection_strategy.k
         if k is not None and k < self.min_nodes_per_round:
             raise ConfigError(
@@ -235,6 +255,8 @@ class RoundConfig:
             "learning_rate": self.learning_rate,
             "convergence_threshold": self.convergence_threshold,
             "max_failed_attempts": self.max_failed_attempts,
+            "max_update_norm": self.max_update_norm,
+            "norm_outlier_factor": self.norm_outlier_factor,
         }
 
     @classmethod
@@ -478,6 +500,30 @@ class Config:
             )
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=2**63 - 1))
         self._check_secure_aggregation()
+        self._check_robust()
+
+    def _check_robust(self) -> None:
+        from heliosfl.robust import CoordinateMedian, Krum, TrimmedMean
+
+        strategy = self.strategy
+        if not isinstance(strategy, CoordinateMedian | Krum | TrimmedMean):
+            return
+        if self.enable_privacy or self.secure_aggregation.enabled:
+            raise ConfigError(
+                "aggregation_strategy",
+                strategy.name,
+                "FedAvg, FedProx or FedOpt when differential privacy or secure aggregation is "
+                "on (robust rules need every individual update; those see only their sum)",
+            )
+        if isinstance(strategy, Krum):
+            needed = strategy.required_updates()
+            if self.round_config.min_nodes_per_round < needed:
+                raise ConfigError(
+                    "round_config.min_nodes_per_round",
+                    self.round_config.min_nodes_per_round,
+                    f"at least {needed} for Krum(num_byzantine={strategy.num_byzantine}, "
+                    f"multi={strategy.multi}) (n >= 2f + 3 and n >= m + f)",
+                )
 
     def _check_secure_aggregation(self) -> None:
         secure = self.secure_aggregation

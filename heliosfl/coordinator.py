@@ -38,6 +38,7 @@ from heliosfl.events import (
     EventBus,
     ModelRewound,
     NodeFailed,
+    NodeRecovered,
     RoundCompleted,
     RoundFailed,
     RoundStarted,
@@ -67,6 +68,9 @@ __all__ = ["Coordinator"]
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+CommitWrite = Callable[
+    [int, tuple[str, ...], FloatArray, Mapping[str, FloatArray]], ExtraWrite | None
+]
 
 
 def _now_iso() -> str:
@@ -135,8 +139,9 @@ class Coordinator:
         #: nodes with no row anyone consented to, as if they did not exist.
         self.candidate_filters: list[Callable[[str], bool]] = []
         #: Writes committed with each round, in its transaction:
-        #: ``f(round_number, contributors) -> write or None`` (GDPR lineage is one).
-        self.commit_writes: list[Callable[[int, tuple[str, ...]], ExtraWrite | None]] = []
+        #: ``f(round_number, contributors, params, state) -> write or None`` (GDPR lineage
+        #: and HIPAA's checkpoint integrity tag are such writes).
+        self.commit_writes: list[CommitWrite] = []
 
     # ----------------------------------------------------------------- state
     @staticmethod
@@ -250,8 +255,26 @@ class Coordinator:
                 "Await or cancel the run first.",
             )
 
+    def _probe(self, round_number: int) -> None:
+        """Re-admit unavailable nodes that answer a health check (with backoff)."""
+
+        def answers(node_id: str) -> bool:
+            worker = self._workers.get(node_id)
+            seed = self.config.seed
+            return worker is not None and worker.answers_probe(seed, self.model_id, round_number)
+
+        for node_id in self._nodes.probe(answers):
+            self._events.publish(
+                NodeRecovered(model_id=self.model_id, round_number=round_number, node_id=node_id)
+            )
+
+    def uptime(self) -> float:
+        """Available nodes as a percentage of registered ones (the guide's health check)."""
+        return self._nodes.uptime_percent
+
     def _select(self) -> list[str]:
         required = self.config.round_config.min_nodes_per_round
+        self._probe(self._round + 1)
         candidates = self._nodes.candidates()
         if self.candidate_filters:
             candidates = [
@@ -442,6 +465,8 @@ class Coordinator:
             registered=set(self._nodes),
             selected=selected,
             guards=tuple(self.update_guards),
+            max_norm=self.config.round_config.max_update_norm,
+            outlier_factor=None if private else self.config.round_config.norm_outlier_factor,
         )
         contributors = {u.node_id for u in accepted}
         for node_id, reason in rejected:
@@ -499,7 +524,8 @@ class Coordinator:
         extra = [
             write
             for hook in self.commit_writes
-            if (write := hook(round_number, record.participating_nodes)) is not None
+            if (write := hook(round_number, record.participating_nodes, new_params, new_state))
+            is not None
         ]
         await self._persist(
             functools.partial(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +35,10 @@ from heliosfl.errors import (
 from heliosfl.events import EventBus
 from heliosfl.faults import NodeFault
 from heliosfl.models import Model, prepare_model
-from heliosfl.records import ModelUpdate, TrainingResult
+from heliosfl.records import ModelUpdate, RoundStatus, TrainingResult
 from heliosfl.resume import check_validation_data, load_stored_run
 from heliosfl.seeding import Stream, rng_for
-from heliosfl.store import Workspace
+from heliosfl.store import ExtraWrite, Workspace
 from heliosfl.training import TrainingRun
 from heliosfl.worker import FederatedWorker
 
@@ -236,6 +236,9 @@ class FederatedLearningEngine:
             raise ConfigError("manager", manager, "a HipaaComplianceManager")
         self._hipaa = manager
         manager.track_checkpoints(self.workspace)
+        for model_id in self.workspace.list_models():  # rounds a crash left unaudited
+            rounds = self.workspace.rounds(model_id)
+            manager.reconcile_rounds(model_id, [int(r["round_number"]) for r in rounds])
         self.events.add_listener(manager.audit_event)
         for coordinator in self._coordinators.values():
             self._guard(coordinator)
@@ -289,6 +292,24 @@ class FederatedLearningEngine:
             )
 
         coordinator.update_guards.append(guard)
+        if manager.config.enable_integrity_checks:
+            tags = manager.checkpoint_tags
+            tags.tag_all(coordinator.model_id)  # the initial checkpoint, at least
+
+            def tag(
+                round_number: int,
+                contributors: tuple[str, ...],
+                params: npt.NDArray[np.float64],
+                state: Mapping[str, npt.NDArray[np.float64]],
+            ) -> ExtraWrite:
+                return tags.tag_write(coordinator.model_id, round_number, params, state)
+
+            coordinator.commit_writes.append(tag)
+        history = coordinator.history
+        manager.reconcile_rounds(
+            coordinator.model_id,
+            [r.round_number for r in history if r.status is RoundStatus.COMPLETED],
+        )
 
     def privacy_spent(self, model_id: str) -> tuple[float, float]:
         """``(epsilon, delta)`` spent by ``model_id``'s committed rounds.

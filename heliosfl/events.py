@@ -36,6 +36,7 @@ __all__ = [
     "ModelRewound",
     "NodeFailed",
     "NodeFinished",
+    "NodeRecovered",
     "RoundCompleted",
     "RoundFailed",
     "RoundStarted",
@@ -95,6 +96,14 @@ class NodeFailed(Event):
     node_id: str
     reason: str
     timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecovered(Event):
+    """An unavailable node answered a health check before ``round_number`` and is back."""
+
+    round_number: int
+    node_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

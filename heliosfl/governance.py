@@ -181,7 +181,7 @@ class GdprGovernance:
                 "round (train through worker.train_local_model)"
             )
 
-        def lineage(round_number: int, contributors: tuple[str, ...]) -> ExtraWrite:
+        def lineage(round_number: int, contributors: tuple[str, ...], *_: object) -> ExtraWrite:
             sets = {
                 n: note
                 for n in contributors

@@ -134,6 +134,7 @@ class NodeInfo:
     last_accuracy: float | None = None
     last_duration_secs: float | None = None
     last_error: str | None = None
+    recoveries: int = 0
 
 
 def _clean(value: float | None) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -37,6 +37,7 @@ class NodeRegistry:
     def __init__(self, history: Sequence[RoundRecord] = ()) -> None:
         self._nodes: dict[str, NodeInfo] = {}
         self._memory: dict[str, NodeInfo] = {}
+        self._backoff: dict[str, tuple[int, int]] = {}
         for record in history:
             self._replay(record)
         self._memory, self._nodes = self._nodes, {}
@@ -87,6 +88,45 @@ class NodeRegistry:
             self._nodes[node_id] = replace(
                 node, num_samples=int(num_samples), available=True, consecutive_failures=0
             )
+
+    def probe(self, answers: Callable[[str], bool]) -> list[str]:
+        """Health-check unavailable nodes with exponential backoff; re-admit those answering.
+
+        A node marked unavailable is probed before the next round, then after 2, 4, ... up
+        to 32 rounds while it stays silent; when `answers` says it answers, it is available
+        again with its failure streak reset (the guide's recovery, automatic).
+
+        Returns
+        -------
+        list of str
+            The re-admitted nodes.
+        """
+        recovered = []
+        for node_id in sorted(n for n, node in self._nodes.items() if not node.available):
+            countdown, interval = self._backoff.get(node_id, (1, 1))
+            countdown -= 1
+            if countdown > 0:
+                self._backoff[node_id] = (countdown, interval)
+                continue
+            if answers(node_id):
+                node = self._nodes[node_id]
+                self._nodes[node_id] = replace(
+                    node, available=True, consecutive_failures=0, recoveries=node.recoveries + 1
+                )
+                self._backoff.pop(node_id, None)
+                recovered.append(node_id)
+                logger.info("node %s answered a health check and is available again", node_id)
+            else:
+                interval = min(interval * 2, 32)
+                self._backoff[node_id] = (interval, interval)
+        return recovered
+
+    @property
+    def uptime_percent(self) -> float:
+        """Available nodes as a percentage of registered ones (the guide's uptime)."""
+        if not self._nodes:
+            return 0.0
+        return 100.0 * sum(n.available for n in self._nodes.values()) / len(self._nodes)
 
     def rewind(self, history: Sequence[RoundRecord]) -> None:
         """Recompute every registered node's figures from `history` (after a rewind).
@@ -146,6 +186,7 @@ class NodeRegistry:
                 continue
             self._nodes[node_id] = replace(
                 node,
+                available=True,  # it answered (after a resume: it had been re-admitted)
                 rounds_participated=node.rounds_participated + int(committed),
                 consecutive_failures=0,
                 last_loss=numbers.get("loss", node.last_loss),

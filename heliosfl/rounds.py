@@ -108,11 +108,15 @@ def check_updates(
     registered: Collection[str],
     selected: Collection[str] | None,
     guards: Sequence[Callable[[ModelUpdate], str | None]] = (),
+    max_norm: float | None = None,
+    outlier_factor: float | None = None,
 ) -> tuple[list[ModelUpdate], list[tuple[str, str]]]:
     """Split a round's updates into accepted ones and rejected ones with their reasons.
 
     ``guards`` are further checks (e.g. HIPAA's gradient-leakage test) run on every update
     that passed :func:`check_update`; a guard returns a reason to reject, or ``None``.
+    Then updates with an L2 norm above ``max_norm``, or above ``outlier_factor`` times the
+    median norm of the others (when at least three passed), are rejected as absurd.
 
     Returns
     -------
@@ -144,7 +148,26 @@ def check_updates(
         else:
             rejected.append((str(getattr(update, "node_id", "?")), f"rejected: {reason}"))
     accepted.sort(key=lambda u: u.node_id)
-    return accepted, rejected
+    if max_norm is None and outlier_factor is None:
+        return accepted, rejected
+    norms = {u.node_id: float(np.linalg.norm(u.delta)) for u in accepted}
+    kept = []
+    for update in accepted:
+        norm = norms[update.node_id]
+        others = [v for k, v in norms.items() if k != update.node_id]
+        median = float(np.median(others)) if len(others) >= 2 else None
+        if max_norm is not None and norm > max_norm:
+            reason = f"absurd norm: {norm:.3g} exceeds max_update_norm={max_norm:g}"
+        elif outlier_factor is not None and median and norm > outlier_factor * median:
+            reason = (
+                f"absurd norm: {norm:.3g} is more than {outlier_factor:g} times the "
+                f"median of the round ({median:.3g})"
+            )
+        else:
+            kept.append(update)
+            continue
+        rejected.append((update.node_id, f"rejected: {reason}"))
+    return kept, rejected
 
 
 def summarize_round(

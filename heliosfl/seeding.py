@@ -25,6 +25,7 @@ class Stream(IntEnum):
     FAULTS = 3
     NOISE = 4
     SECAGG = 5
+    PROBES = 6
 
 
 def stable_key(text: str) -> int:

@@ -13,6 +13,9 @@ FedProx        FedAvg's aggregation; clients add ``mu/2 ||w - w_global||^2`` loc
 FedOpt         the weighted mean delta as a pseudo-gradient for a server optimiser:
                Adam, Yogi or Adagrad (Reddi et al. 2021)
 =============  ==========================================================================
+
+The Byzantine-robust rules (coordinate-wise median, trimmed mean, Krum) live in
+:mod:`heliosfl.robust` and are selectable by name like these.
 """
 
 from __future__ import annotations
@@ -321,17 +324,33 @@ def FedAdagrad(**settings: float) -> FedOpt:  # noqa: N802 - the paper's spellin
 _BY_NAME: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedprox": FedProx, "fedopt": FedOpt}
 
 
+def _registry() -> dict[str, type[Strategy]]:
+    """Every strategy class by name: ``_BY_NAME`` plus the robust rules.
+
+    :mod:`heliosfl.robust` imports this module, so its rules are imported here, on first
+    use, rather than at the top (which would be a circular import).
+    """
+    from heliosfl.robust import CoordinateMedian, Krum, TrimmedMean
+
+    return {**_BY_NAME, "median": CoordinateMedian, "trimmed_mean": TrimmedMean, "krum": Krum}
+
+
+def _allowed_names() -> str:
+    return "one of " + ", ".join(repr(name) for name in _registry())
+
+
 def strategy_from_name(name: str) -> Strategy:
     """Return the strategy called ``name`` with its default settings.
 
     Raises
     ------
     ConfigError
-        If ``name`` is not one of ``fedavg``, ``fedprox``, ``fedopt``.
+        If ``name`` is not one of ``fedavg``, ``fedprox``, ``fedopt``, ``median``,
+        ``trimmed_mean``, ``krum``.
     """
-    cls = _BY_NAME.get(str(name).lower())
+    cls = _registry().get(str(name).lower())
     if cls is None:
-        raise ConfigError("aggregation_strategy", name, "one of 'fedavg', 'fedprox', 'fedopt'")
+        raise ConfigError("aggregation_strategy", name, _allowed_names())
     return cls()
 
 
@@ -345,9 +364,9 @@ def strategy_from_dict(data: Mapping[str, Any]) -> Strategy:
     """
     values = dict(data)
     name = values.pop("name", None)
-    cls = _BY_NAME.get(str(name).lower())
+    cls = _registry().get(str(name).lower())
     if cls is None:
-        raise ConfigError("aggregation_strategy.name", name, "one of 'fedavg', 'fedprox', 'fedopt'")
+        raise ConfigError("aggregation_strategy.name", name, _allowed_names())
     try:
         return cls(**values)
     except TypeError:

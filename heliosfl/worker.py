@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import secrets
@@ -298,16 +299,32 @@ class FederatedWorker:
             )
             plan = self.fault.plan(rng)
         stop = StopFlag()
+        reason = None
         if not self._online:
+            reason = "node offline: unreachable"
+        elif self.fault is not None and self.fault.unreachable(context.round_number):
+            reason = "unreachable (network partition)"
+        elif plan.dropout:
+            reason = "dropped out: no answer"
+        if reason is not None:
             call: Callable[[], ModelUpdate | MaskedUpdate] = functools.partial(
-                _offline, self.node_id
+                _unreachable, self.node_id, reason
             )
             return NodeJob(call=call, stop=stop)
         data = self.data
         if data is not None and self.policy is not None:
             data = self.policy.training_view(context, self.node_id, data)
-        call = functools.partial(self._train_sync, context, stop, plan.crash, data)
+        call = functools.partial(self._train_sync, context, stop, plan, data)
         return NodeJob(call=call, stop=stop, latency_secs=plan.latency_secs)
+
+    def answers_probe(self, seed: int, model_id: str, round_number: int) -> bool:
+        """Whether the node answers a health check before `round_number` (simulated)."""
+        if not self._online:
+            return False
+        if self.fault is None:
+            return True
+        rng = rng_for(seed, Stream.PROBES, model_id, round_number, self.node_id)
+        return self.fault.answers_probe(rng, round_number)
 
     def _validated_for(self, model: Model, data: NodeData) -> bool:
         """Check this node's data against a built-in model once; True if done.
@@ -364,10 +381,21 @@ class FederatedWorker:
         self,
         context: TrainContext,
         stop: StopFlag,
-        crash: bool = False,
+        plan: FaultPlan | None = None,
         data: NodeData | None = None,
     ) -> ModelUpdate | MaskedUpdate:
-        update = self._train_plain(context, stop, crash, data)
+        plan = plan or FaultPlan()
+        update = self._train_plain(context, stop, plan.crash, data)
+        if plan.garbage is not None or plan.attack is not None:
+            rng = rng_for(
+                context.seed,
+                Stream.FAULTS,
+                context.model_id,
+                context.round_number,
+                self.node_id + "/corrupt",
+                attempt=context.attempt,
+            )
+            update = dataclasses.replace(update, delta=plan.corrupt(update.delta, rng))
         spec = context.secure
         if spec is None:
             return update
@@ -461,8 +489,8 @@ class FederatedWorker:
         return f"FederatedWorker(node_id={self.node_id!r}, num_samples={self.num_samples})"
 
 
-def _offline(node_id: str) -> ModelUpdate | MaskedUpdate:
-    raise NodeFailure(node_id, "node offline: unreachable")
+def _unreachable(node_id: str, reason: str) -> ModelUpdate | MaskedUpdate:
+    raise NodeFailure(node_id, reason)
 
 
 def _crash_half_way(stop: StopFlag, rows: int, config: WorkerConfig) -> Callable[[], bool]:

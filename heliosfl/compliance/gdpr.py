@@ -42,7 +42,7 @@ from heliosfl.compliance.gdpr_config import (
     check_user_id,
 )
 from heliosfl.compliance.gdpr_erasure import ErasureWorkflow
-from heliosfl.compliance.hipaa_config import default_kek
+from heliosfl.compliance.hipaa_config import default_audit_head, default_kek
 from heliosfl.compliance.importance import GlobalImportance, feature_importance
 from heliosfl.compliance.inventory import DataInventory
 from heliosfl.compliance.keys import KeyEncryptionKey
@@ -110,16 +110,12 @@ class GdprComplianceManager(ErasureWorkflow):
         if not isinstance(self.config, GdprConfig):
             raise ConfigError("config", f"<{type(config).__name__}>", "a GdprConfig")
         self.workspace = Workspace() if workspace is None else workspace
-        key_file = None
         if kek is None:
-            kek, key_file = default_kek(self.workspace)
+            kek, _ = default_kek(self.workspace)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._vault = PhiVault(self.workspace, kek)
-        checkpoint = (
-            MemoryCheckpoint()
-            if key_file is None
-            else FileCheckpoint(key_file.with_suffix(".gdpr-audit-head"))
-        )
+        head = default_audit_head(self.workspace, ".gdpr-audit-head")
+        checkpoint = MemoryCheckpoint() if head is None else FileCheckpoint(head)
         self.audit = AuditLog(
             self.workspace,
             self._vault.derived_key("audit-log-hmac"),

@@ -25,7 +25,7 @@ from heliosfl.compliance.audit import (
     MemoryCheckpoint,
 )
 from heliosfl.compliance.crypto import EncryptedPhi, PhiVault
-from heliosfl.compliance.hipaa_config import HipaaConfig, default_kek
+from heliosfl.compliance.hipaa_config import HipaaConfig, default_audit_head, default_kek
 from heliosfl.compliance.integrity import CheckpointTags
 from heliosfl.compliance.keys import KeyEncryptionKey
 from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
@@ -75,11 +75,8 @@ class HipaaComplianceManager:
         self._kek = kek
         self.key_file = key_file
         clock = clock or (lambda: datetime.now(UTC))
-        checkpoint = (
-            MemoryCheckpoint()
-            if key_file is None
-            else FileCheckpoint(key_file.with_suffix(".audit-head"))
-        )
+        head = default_audit_head(self.workspace, ".audit-head")
+        checkpoint = MemoryCheckpoint() if head is None else FileCheckpoint(head)
         self.vault = PhiVault(self.workspace, kek)
         self._tag_key = self.vault.derived_key("checkpoint-integrity-tags")
         self.checkpoint_tags = CheckpointTags(self.workspace, self._tag_key)
@@ -438,8 +435,40 @@ class HipaaComplianceManager:
 
     # ------------------------------------------------------------------ engine hooks
     def track_checkpoints(self, workspace: Workspace) -> None:
-        """Tag (and verify) the checkpoints kept in ``workspace`` (the engine's)."""
+        """Tag (and verify) the checkpoints kept in ``workspace`` (the engine's).
+
+        Checkpoints already there are tagged now; the engine tags each new one in the
+        transaction that commits it (:meth:`CheckpointTags.tag_write`).
+        """
         self.checkpoint_tags = CheckpointTags(workspace, self._tag_key)
+        if self.config.enable_integrity_checks:
+            for model_id in workspace.list_models():
+                self.checkpoint_tags.tag_all(model_id)
+
+    def reconcile_rounds(self, model_id: str, committed: Sequence[int]) -> list[int]:
+        """Audit committed rounds the log lacks (a crash between commit and audit append).
+
+        Returns
+        -------
+        list of int
+            The rounds now audited with ``"reconciled": True``.
+        """
+        resource = f"model:{model_id}"
+        audited = {
+            int(entry.details.get("round", -1))  # type: ignore[arg-type]
+            for entry in self.audit.entries()
+            if entry.action is AuditAction.ROUND_COMPLETED and entry.resource == resource
+        }
+        missing = [n for n in committed if n not in audited]
+        for number in missing:
+            self._log(
+                SYSTEM_USER,
+                AuditAction.ROUND_COMPLETED,
+                resource,
+                True,
+                {"round": number, "reconciled": True},
+            )
+        return missing
 
     def update_guard(
         self,
@@ -481,9 +510,6 @@ class HipaaComplianceManager:
             )
         elif isinstance(event, RoundCompleted):
             record = event.record
-            if self.config.enable_integrity_checks:
-                self.checkpoint_tags.tag(event.model_id, 0)
-                self.checkpoint_tags.tag(event.model_id, record.round_number)
             self._log(
                 SYSTEM_USER,
                 AuditAction.ROUND_COMPLETED,

@@ -12,7 +12,7 @@ from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
 from heliosfl.errors import ConfigError
 from heliosfl.store import Workspace
 
-__all__ = ["HipaaConfig", "default_kek"]
+__all__ = ["HipaaConfig", "default_audit_head", "default_kek"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +77,26 @@ def _key_dir() -> Path:
 _EPHEMERAL: weakref.WeakKeyDictionary[Workspace, KeyEncryptionKey] = weakref.WeakKeyDictionary()
 
 
+def _beside_keys(workspace: Workspace, suffix: str) -> Path:
+    assert workspace.path is not None  # noqa: S101 - persistent workspaces only
+    directory = _key_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tag = hashlib.sha256(str(workspace.path.resolve()).encode()).hexdigest()[:12]
+    return directory / f"{workspace.path.stem}-{tag}{suffix}"
+
+
+def default_audit_head(workspace: Workspace, suffix: str) -> Path | None:
+    """Where a manager keeps its audit-log head for `workspace` (``None``: in memory).
+
+    A persistent workspace gets a file in the key directory (``HELIOSFL_KEY_DIR``), apart
+    from the data, whatever the KEK's source, so that entries cut from the log are found
+    after a restart too; an in-memory workspace keeps the head in memory.
+    """
+    if workspace.path is None:
+        return None
+    return _beside_keys(workspace, suffix)
+
+
 def default_kek(workspace: Workspace) -> tuple[KeyEncryptionKey, Path | None]:
     """The KEK a manager uses when given none, and its key file (``None`` if none).
 
@@ -92,10 +112,7 @@ def default_kek(workspace: Workspace) -> tuple[KeyEncryptionKey, Path | None]:
         if kek is None:
             kek = _EPHEMERAL[workspace] = KeyEncryptionKey.ephemeral()
         return kek, None
-    directory = _key_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tag = hashlib.sha256(str(workspace.path.resolve()).encode()).hexdigest()[:12]
-    path = directory / f"{workspace.path.stem}-{tag}.kek"
+    path = _beside_keys(workspace, ".kek")
     if path.exists():
         return KeyEncryptionKey.from_file(path), path
     return KeyEncryptionKey.create_file(path), path

@@ -1,8 +1,9 @@
 """Integrity tags for model checkpoints (45 CFR 164.312(c)): HMAC-SHA256, verified on read.
 
 Each committed checkpoint (parameters and aggregation state) gets a tag under a key only
-the compliance manager holds; verification recomputes every tag and names the first
-checkpoint whose bytes no longer match. This detects a modified checkpoint; it does not
+the compliance manager holds, written in the same transaction as the checkpoint;
+verification recomputes every tag and names the first checkpoint whose bytes no longer
+match, or that has no tag. This detects a modified or swapped-in checkpoint; it does not
 stop someone with write access to the workspace from deleting checkpoints together with
 their tags (the audit log records the rounds that existed).
 """
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sqlite3
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from heliosfl.errors import ComplianceError
 from heliosfl.store import Workspace
@@ -45,15 +49,24 @@ class CheckpointTags:
         with workspace.transaction() as conn:
             conn.execute(_SCHEMA)
 
-    def _tag(self, model_id: str, round_number: int) -> str:
-        checkpoint = self._workspace.checkpoint(model_id, round_number)
+    def _mac(
+        self,
+        model_id: str,
+        round_number: int,
+        params: npt.NDArray[np.float64],
+        state: Mapping[str, npt.NDArray[np.float64]],
+    ) -> str:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
         mac.update(f"{model_id}\x00{round_number}\x00".encode())
-        mac.update(np.ascontiguousarray(checkpoint.params, dtype="<f8").tobytes())
-        for name in sorted(checkpoint.state):
+        mac.update(np.ascontiguousarray(params, dtype="<f8").tobytes())
+        for name in sorted(state):
             mac.update(name.encode() + b"\x00")
-            mac.update(np.ascontiguousarray(checkpoint.state[name], dtype="<f8").tobytes())
+            mac.update(np.ascontiguousarray(state[name], dtype="<f8").tobytes())
         return mac.hexdigest()
+
+    def _tag(self, model_id: str, round_number: int) -> str:
+        checkpoint = self._workspace.checkpoint(model_id, round_number)
+        return self._mac(model_id, round_number, checkpoint.params, checkpoint.state)
 
     def tag(self, model_id: str, round_number: int) -> None:
         """Tag one committed checkpoint (idempotent for an unchanged checkpoint)."""
@@ -64,19 +77,66 @@ class CheckpointTags:
                 (model_id, round_number, value, datetime.now(UTC).isoformat()),
             )
 
-    def verify(self, model_id: str | None = None) -> tuple[int, tuple[str, int] | None]:
-        """Recompute every tag; return (checkpoints verified, first bad (model, round))."""
+    def tag_write(
+        self,
+        model_id: str,
+        round_number: int,
+        params: npt.NDArray[np.float64],
+        state: Mapping[str, npt.NDArray[np.float64]],
+    ) -> Callable[[sqlite3.Connection], None]:
+        """The write that tags a checkpoint inside the transaction committing it.
+
+        A round and its tag land together, so a crash can never leave a committed
+        checkpoint untagged.
+        """
+        value = self._mac(model_id, round_number, params, state)
+        when = datetime.now(UTC).isoformat()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoint_tags VALUES (?, ?, ?, ?)",
+                (model_id, round_number, value, when),
+            )
+
+        return write
+
+    def tag_all(self, model_id: str) -> int:
+        """Tag every checkpoint of `model_id` that has no tag yet; return how many.
+
+        Called when HIPAA is attached to an engine whose model already has checkpoints:
+        from then on, :meth:`verify` requires a tag for every checkpoint.
+        """
         with self._workspace.reading() as conn:
-            if model_id is None:
-                rows = conn.execute(
-                    "SELECT model_id, round_number, tag FROM checkpoint_tags "
-                    "ORDER BY model_id, round_number"
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT model_id, round_number, tag FROM checkpoint_tags "
-                    "WHERE model_id = ? ORDER BY round_number",
-                    (model_id,),
+            rows = conn.execute(
+                "SELECT round_number FROM checkpoints WHERE model_id = ? AND round_number NOT "
+                "IN (SELECT round_number FROM checkpoint_tags WHERE model_id = ?)",
+                (model_id, model_id),
+            ).fetchall()
+        for (number,) in rows:
+            self.tag(model_id, int(number))
+        return len(rows)
+
+    def verify(self, model_id: str | None = None) -> tuple[int, tuple[str, int] | None]:
+        """Recompute every tag; return (checkpoints verified, first bad (model, round)).
+
+        A checkpoint of a tagged model without a tag of its own is bad too (it may have
+        been swapped in, or written by a run that crashed before tagging).
+        """
+        where, args = ("", ()) if model_id is None else ("WHERE model_id = ?", (model_id,))
+        with self._workspace.reading() as conn:
+            rows = conn.execute(
+                f"SELECT model_id, round_number, tag FROM checkpoint_tags {where} "  # noqa: S608
+                "ORDER BY model_id, round_number",
+                args,
+            ).fetchall()
+            tagged_models = sorted({row[0] for row in rows})
+            untagged = []
+            for model in tagged_models:
+                untagged += conn.execute(
+                    "SELECT model_id, round_number FROM checkpoints WHERE model_id = ? AND "
+                    "round_number NOT IN (SELECT round_number FROM checkpoint_tags WHERE "
+                    "model_id = ?) ORDER BY round_number",
+                    (model, model),
                 ).fetchall()
         for count, (model, number, tag) in enumerate(rows):
             try:
@@ -85,6 +145,8 @@ class CheckpointTags:
                 return count, (model, number)
             if not hmac.compare_digest(actual, tag):
                 return count, (model, number)
+        if untagged:
+            return len(rows), (str(untagged[0][0]), int(untagged[0][1]))
         return len(rows), None
 
     def check(self, model_id: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from heliosfl.errors import ConfigError
+from heliosfl.robust import CoordinateMedian, Krum, TrimmedMean
 from heliosfl.strategies import (
     FedAdagrad,
     FedAdam,
@@ -33,6 +34,24 @@ STRATEGIES = [
     pytest.param(FedAdam(), id="FedAdam"),
     pytest.param(FedYogi(), id="FedYogi"),
     pytest.param(FedAdagrad(), id="FedAdagrad"),
+    # The robust rules pass the whole contract: they ignore the weights' values but validate
+    # them like FedAvg, and are order-invariant whenever no two deltas tie (Krum breaks exact
+    # ties by node order, which random deltas never produce). Krum's f = 1 needs
+    # n >= 2f + 3 = 5 updates: make_round's default.
+    pytest.param(CoordinateMedian(), id="CoordinateMedian"),
+    pytest.param(TrimmedMean(trim_fraction=0.2), id="TrimmedMean"),
+    pytest.param(Krum(num_byzantine=1), id="Krum"),
+    pytest.param(Krum(num_byzantine=1, multi=3), id="MultiKrum"),
+]
+
+# Strategies whose step is the (robust) mean delta itself: no server optimiser state.
+MEAN_LIKE = [
+    pytest.param(FedAvg(), id="FedAvg"),
+    pytest.param(FedProx(mu=0.1), id="FedProx"),
+    pytest.param(CoordinateMedian(), id="CoordinateMedian"),
+    pytest.param(TrimmedMean(trim_fraction=0.2), id="TrimmedMean"),
+    pytest.param(Krum(num_byzantine=1), id="Krum"),
+    pytest.param(Krum(num_byzantine=1, multi=3), id="MultiKrum"),
 ]
 
 SHAPES = [pytest.param((7,), id="flat"), pytest.param((3, 4), id="matrix")]
@@ -122,9 +141,7 @@ def test_order_invariance(strategy: Strategy, warm: bool) -> None:
             np.testing.assert_allclose(got_state[key], expected_state[key], rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(
-    "strategy", [pytest.param(FedAvg(), id="FedAvg"), pytest.param(FedProx(mu=0.1), id="FedProx")]
-)
+@pytest.mark.parametrize("strategy", MEAN_LIKE)
 def test_zero_deltas_leave_params_unchanged(strategy: Strategy) -> None:
     params, _, weights = make_round((4, 2))
     deltas = [np.zeros_like(params) for _ in weights]
@@ -132,6 +149,15 @@ def test_zero_deltas_leave_params_unchanged(strategy: Strategy) -> None:
     np.testing.assert_array_equal(new, params)
     assert new is not params
     assert state == {}
+
+
+@pytest.mark.parametrize("strategy", MEAN_LIKE)
+def test_identical_deltas_give_the_weighted_mean(strategy: Strategy) -> None:
+    # Every rule that aggregates to a mean-like delta agrees when the clients agree.
+    params, deltas, weights = make_round((3, 2))
+    same = [deltas[0].copy() for _ in weights]
+    new, _ = strategy.aggregate(params, same, weights, {})
+    np.testing.assert_allclose(new, params + weighted_mean(same, weights), rtol=1e-12)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -526,6 +552,21 @@ def test_fedopt_optimizer_is_case_insensitive(optimizer: str) -> None:
             },
             id="FedYogi",
         ),
+        pytest.param(
+            CoordinateMedian(server_learning_rate=0.5),
+            {"name": "median", "server_learning_rate": 0.5},
+            id="CoordinateMedian",
+        ),
+        pytest.param(
+            TrimmedMean(trim_fraction=0.25),
+            {"name": "trimmed_mean", "trim_fraction": 0.25},
+            id="TrimmedMean",
+        ),
+        pytest.param(
+            Krum(num_byzantine=2, multi=3),
+            {"name": "krum", "num_byzantine": 2, "multi": 3},
+            id="MultiKrum",
+        ),
     ],
 )
 def test_to_dict_contents(strategy: Strategy, expected: dict[str, Any]) -> None:
@@ -535,7 +576,14 @@ def test_to_dict_contents(strategy: Strategy, expected: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("fedavg", FedAvg()), ("FedProx", FedProx()), ("FEDOPT", FedOpt())],
+    [
+        ("fedavg", FedAvg()),
+        ("FedProx", FedProx()),
+        ("FEDOPT", FedOpt()),
+        ("median", CoordinateMedian()),
+        ("Trimmed_Mean", TrimmedMean()),
+        ("KRUM", Krum()),
+    ],
 )
 def test_strategy_from_name(name: str, expected: Strategy) -> None:
     assert strategy_from_name(name) == expected

@@ -245,7 +245,7 @@ _case(
     lambda: Config(aggregation_strategy="fedsgd"),
     "aggregation_strategy",
     "fedsgd",
-    "one of 'fedavg', 'fedprox', 'fedopt' or a Strategy",
+    "one of 'fedavg', 'fedprox', 'fedopt', 'median', 'trimmed_mean', 'krum' or a Strategy",
 )
 _case(
     "strategy-wrong-type",
