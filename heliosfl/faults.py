@@ -321,10 +321,16 @@ def assign_faults(
         )
     order = list(node_ids)
     np.random.default_rng(seed).shuffle(order)
+    # Largest remainders: the counts add up to round(sum of fractions x n).
+    exact = [f * len(order) for f in fractions]
+    counts = [math.floor(x + 1e-9) for x in exact]
+    short = round(sum(exact)) - sum(counts)
+    by_remainder = sorted(range(len(exact)), key=lambda i: -(exact[i] - counts[i]))
+    for i in by_remainder[: max(short, 0)]:
+        counts[i] += 1
     out: dict[str, NodeFault] = {}
     start = 0
-    for fault, fraction in zip(mix, fractions, strict=True):
-        count = round(fraction * len(order))
+    for fault, count in zip(mix, counts, strict=True):
         for node_id in order[start : start + count]:
             out[node_id] = fault
         start += count
