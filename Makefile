@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/privacy_utility.py
 	$(BIN)/python benchmarks/gdpr_erasure.py
 	$(BIN)/python benchmarks/secure_aggregation.py
+	$(BIN)/python benchmarks/robustness.py
+	$(BIN)/python benchmarks/fault_tolerance.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -181,12 +181,14 @@ class NodeFault:
         """A node that sends a hostile update every round (see :data:`ATTACKS`)."""
         return cls(attack=attack, attack_scale=scale)
 
-    def unreachable(self, round_number: int) -> bool:
-        """Whether a partition or flapping cuts the node off in `round_number`."""
+    def unreachable(self, round_number: int) -> str | None:
+        """Why the node is cut off in `round_number` (a partition, flapping), or None."""
         if any(start <= round_number < end for start, end in self.offline_rounds):
-            return True
+            return "unreachable (network partition)"
         period = self.flap_period_rounds
-        return period is not None and ((round_number - 1) // period) % 2 == 1
+        if period is not None and ((round_number - 1) // period) % 2 == 1:
+            return "unreachable (flapping link)"
+        return None
 
     def answers_probe(self, rng: np.random.Generator, round_number: int) -> bool:
         """Whether the node answers a health check before `round_number` (one fault draw)."""

@@ -303,7 +303,7 @@ class FederatedWorker:
         if not self._online:
             reason = "node offline: unreachable"
         elif self.fault is not None and self.fault.unreachable(context.round_number):
-            reason = "unreachable (network partition)"
+            reason = self.fault.unreachable(context.round_number)
         elif plan.dropout:
             reason = "dropped out: no answer"
         if reason is not None:

@@ -90,7 +90,15 @@ async def test_150_nodes_with_20pc_failing_in_various_ways_stay_in_the_accuracy_
             assert node_id in faults, f"healthy {node_id} failed: {reason}"
             reasons.setdefault(node_id, set()).add(reason)
     text = " ".join(r for rs in reasons.values() for r in rs)
-    for expected in ("crash", "dropped out", "timeout", "network partition", "non-finite", "shape"):
+    for expected in (
+        "crash",
+        "dropped out",
+        "timeout",
+        "network partition",
+        "flapping",
+        "non-finite",
+        "shape",
+    ):
         assert expected in text, expected
     assert 0 < faulty.uptime() < 100
 
