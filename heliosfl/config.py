@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from heliosfl.errors import ConfigError
 from heliosfl.secagg.config import NoisePlacement, SecureAggregationConfig
 from heliosfl.strategies import Strategy, strategy_from_dict, strategy_from_name
-from heliosfl.validation import check_float, check_int, known_fields
+from heliosfl.validation import check_float, check_id, check_int, known_fields
 
 __all__ = [
     "AggregationStrategy",
@@ -292,10 +292,7 @@ class WorkerConfig:
     learning_rate: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.node_id, str) or not 1 <= len(self.node_id) <= 200:
-            raise ConfigError(
-                "worker_config.node_id", self.node_id, "a string of 1 to 200 characters"
-            )
+        check_id("worker_config.node_id", self.node_id)
         object.__setattr__(self, "node_id", str(self.node_id))  # e.g. numpy.str_ to str
         _store_int(self, "worker_config", "local_epochs", low=1)
         _store_int(self, "worker_config", "batch_size", low=1)
@@ -315,7 +312,10 @@ class WorkerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerConfig:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(**known_fields(cls, data, "worker_config"))
+        values = known_fields(cls, data, "worker_config")
+        if "node_id" not in values:
+            raise ConfigError("worker_config.node_id", None, "given (it has no default)")
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -382,7 +382,14 @@ class DifferentialPrivacyConfig:
         clip = check_float("privacy_config.clip_norm", self.clip_norm, low=0.0)
         object.__setattr__(self, "clip_norm", clip)
         if self.noise_multiplier is not None:
-            z = check_float("privacy_config.noise_multiplier", self.noise_multiplier, low=0.0)
+            z = check_float(
+                "privacy_config.noise_multiplier",
+                self.noise_multiplier,
+                low=1e-3,
+                high=1e6,
+                low_open=False,
+                high_open=False,
+            )
             object.__setattr__(self, "noise_multiplier", z)
         if self.accountant not in ("rdp", "pld"):
             raise ConfigError("privacy_config.accountant", self.accountant, "'rdp' or 'pld'")

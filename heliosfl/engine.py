@@ -40,6 +40,7 @@ from heliosfl.resume import check_validation_data, load_stored_run
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.store import ExtraWrite, Workspace
 from heliosfl.training import TrainingRun
+from heliosfl.validation import check_id
 from heliosfl.worker import FederatedWorker
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _check_model_id(model_id: object) -> str:
-    if not isinstance(model_id, str) or not 1 <= len(model_id) <= 200:
-        raise ConfigError("model_id", model_id, "a string of 1 to 200 characters")
-    return model_id
+    return check_id("model_id", model_id)
 
 
 class FederatedLearningEngine:
@@ -219,7 +218,7 @@ class FederatedLearningEngine:
         return model
 
     def _model(self, model_id: str) -> Model:
-        model = self._models.get(model_id)
+        model = self._models.get(check_id("model_id", model_id))
         if model is None:
             raise ModelNotFound(model_id, tuple(self._models))
         return model
@@ -393,7 +392,7 @@ class FederatedLearningEngine:
         ModelNotFound
             If the model has no coordinator yet.
         """
-        coordinator = self._coordinators.get(model_id)
+        coordinator = self._coordinators.get(check_id("model_id", model_id))
         if coordinator is None:
             raise ModelNotFound(model_id, tuple(self._coordinators))
         return coordinator
@@ -491,7 +490,7 @@ class FederatedLearningEngine:
         if not isinstance(config, WorkerConfig):
             raise ConfigError("worker_config", config, "a WorkerConfig")
         if data is not None and not isinstance(data, NodeData):
-            raise ConfigError("data", data, "a NodeData or None")
+            raise ConfigError("data", f"<{type(data).__name__}>", "a NodeData or None")
         if fault is not None and not isinstance(fault, NodeFault):
             raise ConfigError("fault", fault, "a NodeFault or None")
         if self._hipaa is not None:
@@ -518,7 +517,7 @@ class FederatedLearningEngine:
         NodeNotFound
             If no worker of that id exists.
         """
-        worker = self._workers.get(node_id)
+        worker = self._workers.get(check_id("node_id", node_id))
         if worker is None:
             raise NodeNotFound(node_id, "engine (no worker)")
         return worker

@@ -24,6 +24,7 @@ there is one, the remedy. Every exception survives :mod:`pickle`.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -67,7 +68,12 @@ class ConfigError(FederatedLearningError, ValueError):
         self.value = value
         self.allowed = allowed
         self.hint = hint
-        shown = repr(value)
+        try:
+            shown = (
+                reprlib.repr(value) if isinstance(value, list | tuple | dict | set) else repr(value)
+            )
+        except (RecursionError, ValueError):  # nested too deep, or a broken __repr__
+            shown = f"<{type(value).__name__}>"
         if len(shown) > 120:
             shown = shown[:117] + "..."
         message = f"{field} must be {allowed}. Found {shown}."

@@ -11,6 +11,7 @@ import numpy as np
 from heliosfl.errors import ConfigError, NodeNotFound
 from heliosfl.records import NodeInfo, RoundRecord, RoundStatus
 from heliosfl.selection import Candidate
+from heliosfl.validation import check_id
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "NodeRegistry"]
 
@@ -70,8 +71,7 @@ class NodeRegistry:
             If ``node_id`` is not a string of 1 to 200 characters or ``num_samples`` is
             not an integer >= 0.
         """
-        if not isinstance(node_id, str) or not 1 <= len(node_id) <= 200:
-            raise ConfigError("node_id", node_id, "a string of 1 to 200 characters")
+        check_id("node_id", node_id)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
             raise ConfigError("num_samples", num_samples, "an integer >= 0")
         if num_samples < 0:
@@ -156,7 +156,7 @@ class NodeRegistry:
         NodeNotFound
             If it is not registered.
         """
-        if node_id not in self._nodes:
+        if check_id("node_id", node_id) not in self._nodes:
             raise NodeNotFound(node_id)
         del self._nodes[node_id]
 

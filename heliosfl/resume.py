@@ -106,7 +106,9 @@ def check_validation_data(model: Model, data: NodeData | None) -> None:
     if data is None:
         return
     if not isinstance(data, NodeData):
-        raise ConfigError("validation_data", data, "a NodeData or None")
+        raise ConfigError(
+            "validation_data", f"<{type(data).__name__}>", "a NodeData or None (data)"
+        )
     if data.num_features != model.input_dim:
         raise ConfigError(
             "validation_data",

@@ -64,6 +64,9 @@ def check_update(
         return f"not a ModelUpdate ({type(update).__name__})"
     if update.model_id != model_id:
         return f"update is for model {update.model_id!r}"
+    node_id: object = update.node_id  # typed str, but sent by a node
+    if not isinstance(node_id, str):
+        return f"node_id must be a str, found a {type(node_id).__name__}"
     if update.node_id not in registered:
         return "node is not registered"
     if update.node_id in seen:
@@ -96,7 +99,12 @@ def check_update(
 def _finite_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
-    return isinstance(value, numbers.Real) and math.isfinite(float(value))
+    if not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def check_updates(

@@ -50,6 +50,7 @@ from heliosfl.store_schema import (
     select_checkpoint,
     to_json,
 )
+from heliosfl.validation import check_id
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "ModelRecord", "Rewind", "Workspace"]
 
@@ -141,11 +142,7 @@ class Rewind:
 
 
 def _check_model_id(model_id: object) -> str:
-    if not isinstance(model_id, str) or not 0 < len(model_id) <= _MAX_MODEL_ID_CHARS:
-        raise ConfigError(
-            "model_id", model_id, f"a non-empty str of at most {_MAX_MODEL_ID_CHARS} characters"
-        )
-    return model_id
+    return check_id("model_id", model_id, max_chars=_MAX_MODEL_ID_CHARS)
 
 
 def _check_path(path: object) -> Path | None:
@@ -154,9 +151,13 @@ def _check_path(path: object) -> Path | None:
         return None
     if isinstance(path, str | os.PathLike):
         try:
-            if isinstance(os.fspath(path), str):
+            text = os.fspath(path)
+            if isinstance(text, str):
+                text.encode("utf-8")
+                if "\x00" in text:
+                    raise ValueError
                 return Path(path)
-        except TypeError:  # an os.PathLike whose __fspath__ misbehaves
+        except (TypeError, ValueError, UnicodeError):  # bad __fspath__, NUL, lone surrogate
             pass
     raise ConfigError(
         "path", path, "a file path (str or os.PathLike) or None for an in-memory workspace"
@@ -656,7 +657,11 @@ class Workspace:
         WorkspaceError
             If that round has no checkpoint.
         """
-        if isinstance(round_number, bool) or not isinstance(round_number, int):
+        if (
+            isinstance(round_number, bool)
+            or not isinstance(round_number, int)
+            or not 0 <= round_number < 2**62
+        ):
             raise ConfigError("round_number", round_number, "an int >= 0")
         return self._checkpoint(model_id, round_number)
 

@@ -143,6 +143,10 @@ def connect(path: Path | None) -> sqlite3.Connection:
         database of another application, or it was written by a newer schema version.
     """
     if path is not None:
+        try:
+            path.is_dir()
+        except OSError as exc:  # e.g. a file name longer than the system allows
+            raise WorkspaceError(f"Cannot use the workspace path {str(path)!r}: {exc}.") from exc
         if not path.parent.is_dir():
             raise WorkspaceError(
                 f"The workspace directory must exist. Found no directory {str(path.parent)!r}. "
@@ -155,9 +159,11 @@ def connect(path: Path | None) -> sqlite3.Connection:
     target = ":memory:" if path is None else str(path)
     if target == ":memory:" and path is not None:
         target = str(path.absolute())  # a file of that name, not SQLite's in-memory database
+    if path is not None:
+        _check_header(path)
     try:
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError, OSError, UnicodeError) as exc:
         raise WorkspaceError(f"Cannot open workspace {target!r}: {exc}.") from exc
     try:
         _prepare(conn, target, persistent=path is not None)
@@ -165,6 +171,28 @@ def connect(path: Path | None) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+#: ``PRAGMA application_id`` of a heliosfl workspace ("HFL1").
+APPLICATION_ID = 0x48464C31
+_HEADER = b"SQLite format 3\x00"
+_CORE_TABLES = {"meta", "models", "rounds", "checkpoints"}
+
+
+def _check_header(path: Path) -> None:
+    """Refuse, before SQLite touches it, an existing non-empty file that is not SQLite."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with path.open("rb") as handle:
+            header = handle.read(len(_HEADER))
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"Cannot read the workspace path {str(path)!r}: {exc}.") from exc
+    if header != _HEADER:
+        raise WorkspaceError(
+            f"The workspace file must be a heliosfl SQLite database. Found {str(path)!r}, which "
+            "is not a SQLite database; it was left unchanged. Choose another path."
+        )
 
 
 def _prepare(conn: sqlite3.Connection, target: str, *, persistent: bool) -> None:
@@ -176,7 +204,9 @@ def _prepare(conn: sqlite3.Connection, target: str, *, persistent: bool) -> None
             f"The workspace file must be a heliosfl SQLite database. Found {target!r}, "
             f"which SQLite cannot read ({exc}). Choose another path."
         ) from exc
-    if tables and "meta" not in tables:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    ours = app_id == APPLICATION_ID or (app_id == 0 and tables >= _CORE_TABLES)
+    if tables and not ours:
         raise WorkspaceError(
             f"The workspace file must be a heliosfl database. Found {target!r}, a SQLite "
             "database of another application; it was left unchanged. Choose another path."
@@ -192,6 +222,7 @@ def _prepare(conn: sqlite3.Connection, target: str, *, persistent: bool) -> None
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             _create(conn)
         except BaseException:
             conn.execute("ROLLBACK")
@@ -357,13 +388,24 @@ def to_json(value: Mapping[str, Any], field: str) -> str:
         If `value` is not a mapping or holds something JSON cannot represent.
     """
     if not isinstance(value, Mapping):
-        raise ConfigError(field, value, "a mapping (dict) of JSON values")
-    return json.dumps(_clean(value, field), allow_nan=False, separators=(",", ":"))
+        raise ConfigError(field, f"<{type(value).__name__}>", "a mapping (dict) of JSON values")
+    try:
+        return json.dumps(_clean(value, field), allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise ConfigError(
+            field, "<nested too deep>", "JSON nested at most a few hundred levels"
+        ) from None
 
 
 def from_json(text: str) -> dict[str, Any]:
     """Decode JSON text written by :func:`to_json`."""
-    result: dict[str, Any] = json.loads(text)
+    try:
+        result: dict[str, Any] = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise WorkspaceError(
+            f"A stored record must be JSON. Found text that is not ({exc}); the workspace "
+            "file is damaged."
+        ) from None
     return result
 
 
@@ -375,7 +417,12 @@ def encode_params(params: npt.ArrayLike, field: str = "params") -> tuple[bytes, 
     ConfigError
         If `params` is not a non-empty 1-D array of real numbers.
     """
-    array = np.asarray(params)
+    try:
+        array = np.asarray(params)
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(
+            field, f"<{type(params).__name__} of ragged rows>", "a 1-D array"
+        ) from None
     if array.dtype.kind not in "biuf" or array.ndim != 1 or array.size == 0:
         raise ConfigError(
             field,
@@ -404,10 +451,21 @@ def encode_state(state: Mapping[str, npt.ArrayLike] | None) -> bytes:
         If a key is not a non-empty str or a value is not an array of real numbers.
     """
     arrays: dict[str, npt.NDArray[np.float64]] = {}
+    if state is not None and not isinstance(state, Mapping):
+        raise ConfigError("state", f"<{type(state).__name__}>", "a mapping of names to arrays")
     for key, value in (state or {}).items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError("state key", key, "a non-empty str")
-        array = np.asarray(value)
+        allowed = "a non-empty str of valid Unicode, not ending in '.npy'"
+        if not isinstance(key, str) or not key or key.endswith(".npy"):
+            raise ConfigError("state key", key, allowed)
+        try:
+            key.encode("utf-8")
+            array = np.asarray(value)
+        except UnicodeEncodeError:
+            raise ConfigError("state key", "<str>", allowed) from None
+        except (ValueError, TypeError, OverflowError):
+            raise ConfigError(
+                f"state[{key!r}]", "<ragged rows>", "an array of real numbers"
+            ) from None
         if array.dtype.kind not in "biuf":
             raise ConfigError(f"state[{key!r}]", f"dtype {array.dtype}", "an array of real numbers")
         arrays[key] = np.asarray(array, dtype="<f8")

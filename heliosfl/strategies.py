@@ -372,6 +372,6 @@ def strategy_from_dict(data: Mapping[str, Any]) -> Strategy:
     except TypeError:
         raise ConfigError(
             f"aggregation_strategy ({name}) settings",
-            sorted(values),
+            sorted(map(str, values)),
             f"the fields of {cls.__name__}",
         ) from None

@@ -92,3 +92,36 @@ def known_fields(cls: type, data: object, section: str) -> dict[str, Any]:
             section, unknown, f"only fields of {cls.__name__}: " + ", ".join(sorted(names))
         )
     return dict(data)
+
+
+def check_id(name: str, value: Any, *, max_chars: int = 200) -> str:
+    """Return ``value`` if it is a str of 1 to `max_chars` characters that UTF-8 can encode.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name``; a str is shown, anything else only by its type.
+    """
+    allowed = f"a string of 1 to {max_chars} characters"
+    if not isinstance(value, str):
+        simple = value is None or isinstance(value, int | float)
+        raise ConfigError(name, value if simple else _Type(value), allowed)
+    if not 0 < len(value) <= max_chars:
+        raise ConfigError(name, value, allowed)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(name, _Type(value), allowed + " (valid Unicode)") from None
+    return value
+
+
+class _Type(str):
+    """A value shown by its type only."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: object) -> _Type:
+        return super().__new__(cls, f"<{type(value).__name__}>")
+
+    def __repr__(self) -> str:
+        return str(self)

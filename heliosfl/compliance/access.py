@@ -22,6 +22,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from heliosfl.errors import ConfigError
+from heliosfl.validation import check_float
 
 __all__ = [
     "ROLE_PERMISSIONS",
@@ -109,6 +110,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it is a str (the message shows only the type otherwise)."""
+    if not isinstance(user_id, str):
+        raise ConfigError("user_id", f"<{type(user_id).__name__}>", "a user id (str)")
+    return user_id
+
+
 class AccessController:
     """Users, roles, sessions and break-glass grants.
 
@@ -123,9 +131,8 @@ class AccessController:
     def __init__(
         self, *, auto_logoff_secs: float = 900.0, clock: Callable[[], datetime] = _now
     ) -> None:
-        if not auto_logoff_secs > 0:
-            raise ConfigError("auto_logoff_secs", auto_logoff_secs, "a number of seconds > 0")
-        self.auto_logoff = timedelta(seconds=float(auto_logoff_secs))
+        seconds = check_float("auto_logoff_secs", auto_logoff_secs, low=0.0)
+        self.auto_logoff = timedelta(seconds=seconds)
         self._clock = clock
         self._users: dict[str, Role] = {}
         self._sessions: dict[str, Session] = {}
@@ -154,7 +161,7 @@ class AccessController:
 
     def role(self, user_id: str) -> Role | None:
         """The user's role, or ``None`` for an unknown user."""
-        return self._users.get(user_id)
+        return self._users.get(user_id) if isinstance(user_id, str) else None
 
     @property
     def users(self) -> dict[str, Role]:
@@ -167,9 +174,9 @@ class AccessController:
         Raises
         ------
         ConfigError
-            For an unknown user.
+            For a user id that is not a str, or an unknown user.
         """
-        if user_id not in self._users:
+        if check_user_id(user_id) not in self._users:
             raise ConfigError("user_id", user_id, "a registered user (add_user first)")
         now = self._clock()
         session = Session(secrets.token_hex(16), user_id, now, now)
@@ -198,15 +205,15 @@ class AccessController:
         Raises
         ------
         ConfigError
-            For an unknown user, an empty reason, or a duration outside (0, 24 h].
+            For a non-str or unknown user, an empty reason, or a duration that is not a
+            finite number in (0, 86400] seconds.
         """
-        if user_id not in self._users:
+        if check_user_id(user_id) not in self._users:
             raise ConfigError("user_id", user_id, "a registered user (add_user first)")
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError("reason", reason, "a non-empty justification")
-        if not 0 < duration_secs <= 86_400:
-            raise ConfigError("duration_secs", duration_secs, "a number of seconds in (0, 86400]")
-        until = self._clock() + timedelta(seconds=float(duration_secs))
+        seconds = check_float("duration_secs", duration_secs, low=0.0, high=86_400.0)
+        until = self._clock() + timedelta(seconds=seconds)
         with self._lock:
             self._glass[user_id] = (until, reason.strip()[:200])
         return until
@@ -214,8 +221,14 @@ class AccessController:
     def check(
         self, user_id: str, permission: Permission, *, require_session: bool = False
     ) -> Decision:
-        """Decide whether ``user_id`` may do ``permission`` now (deny by default)."""
-        role = self._users.get(user_id)
+        """Decide whether ``user_id`` may do ``permission`` now (deny by default).
+
+        Raises
+        ------
+        ConfigError
+            If ``user_id`` is not a str.
+        """
+        role = self._users.get(check_user_id(user_id))
         if role is None:
             return Decision(False, user_id, permission, "unknown user")
         if require_session:

@@ -95,9 +95,21 @@ def _shredded(record_id: str, when: str) -> ComplianceError:
     )
 
 
-def _check_id(name: str, value: object) -> str:
+def check_id(name: str, value: object) -> str:
+    """Return ``value`` if it is a printable str of 1-200 characters that UTF-8 can encode.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name``; the message describes the value by type and length only.
+    """
     if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
-        return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
     # never echo an id: record ids can identify people (the guide's "patient_12345")
     shown = (
         f"<{type(value).__name__} of length {len(value)}>"
@@ -168,7 +180,7 @@ class PhiVault:
         HMAC-SHA256 under the vault's random pseudonym key, stored wrapped by the KEK: it
         cannot be linked to the subject id without the KEK. Name subjects by it in logs.
         """
-        subject_id = _check_id("subject_id", subject_id)
+        subject_id = check_id("subject_id", subject_id)
         return self._mac(b"subject\x00" + subject_id.encode())
 
     def derived_key(self, purpose: str) -> bytes:
@@ -230,7 +242,7 @@ class PhiVault:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ConfigError("data", f"<{type(data).__name__}>", "bytes (encode text first)")
-        _check_id("record_id", record_id)
+        check_id("record_id", record_id)
         if subject_id is None:
             subject = self._mac(b"record\x00" + record_id.encode())
         else:
@@ -274,7 +286,7 @@ class PhiVault:
             it was altered or moved. Messages never hold data or subject ids.
         """
         copy = record if isinstance(record, EncryptedPhi) else None
-        record_id = _check_id("record_id", record if copy is None else copy.record_id)
+        record_id = check_id("record_id", record if copy is None else copy.record_id)
         with self._ws.reading() as conn:
             self._check_kek(conn)
             row = conn.execute(
@@ -356,7 +368,7 @@ class PhiVault:
         loses its wrapped data key (the subject's other records stay readable). Raises
         ComplianceError if the record is not in the vault.
         """
-        own = self._mac(b"record\x00" + _check_id("record_id", record_id).encode())
+        own = self._mac(b"record\x00" + check_id("record_id", record_id).encode())
 
         def shred(conn: sqlite3.Connection) -> int:
             query = "SELECT subject FROM phi_records WHERE record_id = ?"

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from heliosfl.compliance.audit import AuditAction, AuditLog, FileCheckpoint, MemoryCheckpoint
 from heliosfl.compliance.consent import ConsentAction, ConsentBook, ConsentRecord, check_purposes
-from heliosfl.compliance.crypto import PhiVault
+from heliosfl.compliance.crypto import PhiVault, check_id
 from heliosfl.compliance.erasure import (
     ErasureBook,
 )
@@ -42,7 +42,7 @@ from heliosfl.compliance.gdpr_config import (
     check_user_id,
 )
 from heliosfl.compliance.gdpr_erasure import ErasureWorkflow
-from heliosfl.compliance.hipaa_config import default_audit_head, default_kek
+from heliosfl.compliance.hipaa_config import check_workspace, default_audit_head, default_kek
 from heliosfl.compliance.importance import GlobalImportance, feature_importance
 from heliosfl.compliance.inventory import DataInventory
 from heliosfl.compliance.keys import KeyEncryptionKey
@@ -58,7 +58,13 @@ __all__ = ["DataCategory", "GdprComplianceManager", "GdprConfig"]
 SYSTEM_USER = "system"
 
 
+_DATA_ALLOWED = (
+    "bytes, a list of byte values (0-255), a str, or a dict of JSON values with str keys"
+)
+
+
 def _payload(data: object) -> tuple[bytes, str, tuple[str, ...]]:
+    """The record's bytes, format and fields; messages describe `data` by type only."""
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data), "bytes", ()
     if isinstance(data, list | tuple) and all(
@@ -66,19 +72,28 @@ def _payload(data: object) -> tuple[bytes, str, tuple[str, ...]]:
     ):
         return bytes(data), "bytes", ()  # the guide's vec![1, 2, 3, 4, 5]
     if isinstance(data, str):
-        return data.encode(), "text", ()
+        try:
+            return data.encode("utf-8"), "text", ()
+        except UnicodeEncodeError:
+            shown = f"<str of length {len(data)} that is not valid Unicode text>"
+            raise ConfigError("data", shown, _DATA_ALLOWED) from None
     if isinstance(data, Mapping) and all(isinstance(k, str) for k in data):
         try:
             text = json.dumps(dict(data), allow_nan=False, sort_keys=True)
+        except RecursionError:
+            shown = f"<{type(data).__name__} nested too deeply>"
+            raise ConfigError("data", shown, _DATA_ALLOWED, "Flatten the record.") from None
         except (TypeError, ValueError):
             pass
         else:
             return text.encode(), "json", tuple(sorted(data))
-    raise ConfigError(
-        "data",
-        f"<{type(data).__name__}>",
-        "bytes, a list of byte values (0-255), a str, or a dict of JSON values with str keys",
-    )
+    raise ConfigError("data", f"<{type(data).__name__}>", _DATA_ALLOWED)
+
+
+def _check_purpose(purpose: object) -> str:
+    if not isinstance(purpose, str) or not 0 < len(purpose) <= 100:
+        raise ConfigError("purpose", purpose, "a purpose name (str of 1-100 characters)")
+    return purpose
 
 
 class GdprComplianceManager(ErasureWorkflow):
@@ -109,7 +124,7 @@ class GdprComplianceManager(ErasureWorkflow):
         self.config = GdprConfig() if config is None else config
         if not isinstance(self.config, GdprConfig):
             raise ConfigError("config", f"<{type(config).__name__}>", "a GdprConfig")
-        self.workspace = Workspace() if workspace is None else workspace
+        self.workspace = check_workspace(workspace)
         if kek is None:
             kek, _ = default_kek(self.workspace)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -244,8 +259,15 @@ class GdprComplianceManager(ErasureWorkflow):
         return record
 
     def has_consent(self, user_id: str, purpose: str) -> bool:
-        """Whether `user_id` consents to `purpose` now."""
-        return self.consents.allows(self.pseudonym(check_user_id(user_id)), purpose)
+        """Whether `user_id` consents to `purpose` now.
+
+        Raises
+        ------
+        ConfigError
+            For a malformed id or a purpose that is not a str of 1-100 characters.
+        """
+        user_id = check_user_id(user_id)
+        return self.consents.allows(self.pseudonym(user_id), _check_purpose(purpose))
 
     def consent_history(self, user_id: str) -> list[ConsentRecord]:
         """Every consent record of `user_id`, oldest first."""
@@ -273,8 +295,9 @@ class GdprComplianceManager(ErasureWorkflow):
             category in ``GdprConfig.data_schema``. Nothing is stored then.
         """
         user_id = check_user_id(user_id)
-        if not isinstance(purpose, str) or not 0 < len(purpose) <= 100:
-            raise ConfigError("purpose", purpose, "a purpose name (str of 1-100 characters)")
+        purpose = _check_purpose(purpose)
+        if node_id is not None:
+            check_id("node_id", node_id)
         try:
             category = DataCategory(category)
         except ValueError:
@@ -320,8 +343,20 @@ class GdprComplianceManager(ErasureWorkflow):
         return record.record_id
 
     def note_node_subjects(self, node_id: str, subject_ids: npt.ArrayLike) -> dict[str, int]:
-        """List which subjects' rows `node_id` holds (the engine calls this for each worker)."""
-        ids, counts = np.unique(np.asarray(subject_ids, dtype=np.str_), return_counts=True)
+        """List which subjects' rows `node_id` holds (the engine calls this for each worker).
+
+        Raises
+        ------
+        ConfigError
+            For a malformed `node_id`, or `subject_ids` that is ragged or nested.
+        """
+        check_id("node_id", node_id)
+        try:
+            array = np.asarray(subject_ids, dtype=np.str_)
+        except (TypeError, ValueError):
+            shown = "<a ragged or nested array>"
+            raise ConfigError("subject_ids", shown, "a 1-D sequence of subject ids") from None
+        ids, counts = np.unique(array, return_counts=True)
         rows = {self.pseudonym(str(s)): int(n) for s, n in zip(ids, counts, strict=True)}
         self.inventory.note_node(node_id, rows, self._now())
         return rows

@@ -141,7 +141,8 @@ class GdprConfig:
             raise ConfigError("gdpr_config", data, "a mapping from GdprConfig.to_dict()")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError("gdpr_config key", sorted(unknown)[0], "a GdprConfig field")
+            first = sorted(unknown, key=repr)[0]  # keys may mix types
+            raise ConfigError("gdpr_config key", first, "a GdprConfig field")
         values = dict(data)
         if isinstance(values.get("data_schema"), Mapping):
             values["data_schema"] = {

@@ -13,10 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
-from heliosfl.compliance.access import AccessController, Permission, Role, Session
+from heliosfl.compliance.access import (
+    AccessController,
+    Permission,
+    Role,
+    Session,
+    check_user_id,
+)
 from heliosfl.compliance.audit import (
     AuditAction,
     AuditLog,
@@ -24,8 +29,13 @@ from heliosfl.compliance.audit import (
     FileCheckpoint,
     MemoryCheckpoint,
 )
-from heliosfl.compliance.crypto import EncryptedPhi, PhiVault
-from heliosfl.compliance.hipaa_config import HipaaConfig, default_audit_head, default_kek
+from heliosfl.compliance.crypto import EncryptedPhi, PhiVault, check_id
+from heliosfl.compliance.hipaa_config import (
+    HipaaConfig,
+    check_workspace,
+    default_audit_head,
+    default_kek,
+)
 from heliosfl.compliance.integrity import CheckpointTags
 from heliosfl.compliance.keys import KeyEncryptionKey
 from heliosfl.compliance.leakage import LeakageReport, gradient_leakage_test
@@ -40,6 +50,19 @@ __all__ = ["SYSTEM_USER", "HipaaComplianceManager", "HipaaConfig"]
 
 #: The built-in administrator that acts when the guide's calls name no user.
 SYSTEM_USER = "system"
+
+
+def _phi_bytes(data: object) -> bytes:
+    """PHI as bytes: bytes-like data as is, a str as UTF-8; the message never shows it."""
+    allowed = "bytes, or a str of Unicode text (encode other values first)"
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError("data", f"<str of length {len(data)}>", allowed) from None
+    raise ConfigError("data", f"<{type(data).__name__}>", allowed)
 
 
 class HipaaComplianceManager:
@@ -68,7 +91,7 @@ class HipaaComplianceManager:
         self.config = HipaaConfig() if config is None else config
         if not isinstance(self.config, HipaaConfig):
             raise ConfigError("config", config, "a HipaaConfig")
-        self.workspace = Workspace() if workspace is None else workspace
+        self.workspace = check_workspace(workspace)
         key_file = None
         if kek is None:
             kek, key_file = default_kek(self.workspace)
@@ -131,8 +154,8 @@ class HipaaComplianceManager:
             return None
         return self.audit.append(user_id, action, resource, success, dict(details or {}))
 
-    def _record(self, record_id: str) -> str:
-        return "record:" + self.vault.pseudonym(record_id)
+    def _record(self, record_id: str, name: str = "record_id") -> str:
+        return "record:" + self.vault.pseudonym(check_id(name, record_id))
 
     # ------------------------------------------------------------------ users
     def add_user(self, user_id: str, role: Role | str, *, by: str = SYSTEM_USER) -> None:
@@ -150,7 +173,14 @@ class HipaaComplianceManager:
         self._log(by, AuditAction.CONFIG_CHANGE, f"user:{user_id}", True, {"role": str(role)})
 
     def login(self, user_id: str) -> Session:
-        """Open a session for ``user_id`` (audited; reading PHI needs one)."""
+        """Open a session for ``user_id`` (audited; reading PHI needs one).
+
+        Raises
+        ------
+        ConfigError
+            For a user id that is not a str (not audited) or an unknown user (audited).
+        """
+        check_user_id(user_id)
         try:
             session = self.access.login(user_id)
         except ConfigError:
@@ -205,11 +235,17 @@ class HipaaComplianceManager:
 
         Raises
         ------
+        ConfigError
+            If ``data`` is not bytes or encodable text, or an id is malformed (the message
+            describes the value by type and length only).
         ComplianceError
             If the user may not encrypt PHI (audited).
         """
-        flagged = self._allow(user_id, Permission.ENCRYPT_PHI, self._record(record_id))
-        payload = data.encode() if isinstance(data, str) else bytes(data)
+        payload = _phi_bytes(data)
+        resource = self._record(record_id)
+        if subject_id is not None:
+            check_id("subject_id", subject_id)
+        flagged = self._allow(user_id, Permission.ENCRYPT_PHI, resource)
         encrypted = self.vault.encrypt(payload, record_id, subject_id=subject_id)
         self._log(
             user_id,
@@ -225,9 +261,15 @@ class HipaaComplianceManager:
 
         Raises
         ------
+        ConfigError
+            If ``record`` is neither an :class:`EncryptedPhi` nor a record id.
         ComplianceError
             If the user may not decrypt PHI, or the record was tampered with or shredded.
         """
+        given: object = record  # callers may pass anything
+        if not isinstance(given, EncryptedPhi | str):
+            allowed = "an EncryptedPhi or a record id (str)"
+            raise ConfigError("record", f"<{type(given).__name__}>", allowed)
         record_id = record if isinstance(record, str) else record.record_id
         flagged = self._allow(user_id, Permission.DECRYPT_PHI, self._record(record_id))
         try:
@@ -322,9 +364,24 @@ class HipaaComplianceManager:
         stored as keyed pseudonyms (``"record:<hmac>"``); ``vault.pseudonym(id)`` computes
         the same pseudonym to find a resource's entries. Pass ``pseudonymize=False`` only
         for ids that are not PHI.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown action, ``details`` that is not a mapping, or a malformed id.
         """
-        resource = self._record(resource_id) if pseudonymize else resource_id
-        return self._log(user_id, AuditAction(action), resource, success, details)
+        try:
+            member = AuditAction(action)
+        except (TypeError, ValueError):
+            shown = action if isinstance(action, str) else f"<{type(action).__name__}>"
+            allowed = "an AuditAction (" + ", ".join(a.value for a in AuditAction) + ")"
+            raise ConfigError("action", shown, allowed) from None
+        given: object = details  # callers may pass anything
+        if given is not None and not isinstance(given, Mapping):
+            allowed = "a dict of str keys to JSON scalar values, or None"
+            raise ConfigError("details", f"<{type(given).__name__}>", allowed)
+        resource = self._record(resource_id, "resource_id") if pseudonymize else resource_id
+        return self._log(user_id, member, resource, success, details)
 
     def export_audit_log(
         self, start: datetime, end: datetime, *, user_id: str = SYSTEM_USER
@@ -370,9 +427,15 @@ class HipaaComplianceManager:
 
         Raises
         ------
+        ConfigError
+            For a region that is not a str, or ``X``, ``feature_names`` or
+            ``declared_phi`` of the wrong kind (see :func:`scan_node_data`).
         ComplianceError
             Naming the node and the reason (never the PHI itself).
         """
+        given: object = region  # callers may pass anything
+        if given is not None and not isinstance(given, str):
+            raise ConfigError("region", f"<{type(given).__name__}>", "a region code (str) or None")
         wanted = self.config.data_residency.upper()
         if region is None or region.upper() != wanted:
             self._log(
@@ -389,9 +452,7 @@ class HipaaComplianceManager:
             )
         self._regions[node_id] = wanted
         if self.config.auto_detect_phi and X is not None:
-            findings = scan_node_data(
-                np.asarray(X), feature_names=feature_names, declared=declared_phi
-            )
+            findings = scan_node_data(X, feature_names=feature_names, declared=declared_phi)
             if findings:
                 kinds = sorted({str(f.kind) for f in findings})
                 self._log(

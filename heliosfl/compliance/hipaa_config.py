@@ -11,8 +11,9 @@ from pathlib import Path
 from heliosfl.compliance.keys import KeyEncryptionKey, check_key_size
 from heliosfl.errors import ConfigError
 from heliosfl.store import Workspace
+from heliosfl.validation import check_float
 
-__all__ = ["HipaaConfig", "default_audit_head", "default_kek"]
+__all__ = ["HipaaConfig", "check_workspace", "default_audit_head", "default_kek"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +40,7 @@ class HipaaConfig:
     auto_detect_phi : bool
         Node data is scanned for undeclared PHI before it may train.
     auto_logoff_secs : float
-        Idle sessions end after this long.
+        Idle sessions end after this many seconds (a finite number > 0).
     """
 
     encrypt_phi_at_rest: bool = True
@@ -68,6 +69,28 @@ class HipaaConfig:
             raise ConfigError(
                 "hipaa_config.data_residency", self.data_residency, "a region code like 'US'"
             )
+        logoff = check_float("hipaa_config.auto_logoff_secs", self.auto_logoff_secs, low=0.0)
+        object.__setattr__(self, "auto_logoff_secs", logoff)
+
+
+def check_workspace(workspace: object) -> Workspace:
+    """Return ``workspace`` (a new in-memory one for ``None``) if it is a :class:`Workspace`.
+
+    Raises
+    ------
+    ConfigError
+        For anything else, such as a path (open it with ``Workspace(path)`` first).
+    """
+    if workspace is None:
+        return Workspace()
+    if not isinstance(workspace, Workspace):
+        raise ConfigError(
+            "workspace",
+            f"<{type(workspace).__name__}>",
+            "a heliosfl.Workspace or None",
+            "Open a file with Workspace(path) and pass that.",
+        )
+    return workspace
 
 
 def _key_dir() -> Path:

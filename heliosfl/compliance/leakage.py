@@ -83,6 +83,10 @@ class LeakageReport:
 
 
 def _as_vector(gradient: npt.ArrayLike, model: Model | None) -> FloatArray:
+    given: object = model  # callers may pass anything
+    if given is not None and not isinstance(given, Model):
+        shown = Described(f"a {type(given).__name__}")
+        raise ConfigError("model", shown, "a heliosfl model (from make_model) or None")
     try:
         g = np.asarray(gradient, dtype=np.float64)
     except (TypeError, ValueError):

@@ -451,6 +451,31 @@ _NUMERIC_IDS: tuple[tuple[PhiKind, int, int, Callable[[Any], bool], float, str],
 )
 
 
+def _as_matrix(X: npt.ArrayLike) -> npt.NDArray[np.float64]:  # noqa: N803
+    """``X`` as a 2-D float array; ragged, non-numeric or complex input is refused."""
+    allowed = "a 2-D real numeric array"
+    try:
+        raw = np.asarray(X)
+    except (TypeError, ValueError):
+        raise ConfigError("X", Described("a ragged array"), allowed) from None
+    if raw.dtype.kind == "c":
+        raise ConfigError("X", Described("a complex array"), allowed)
+    try:
+        matrix = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError("X", Described("a non-numeric array"), allowed) from None
+    if matrix.ndim != 2:
+        raise ConfigError("X", Described(f"shape {matrix.shape}"), "a 2-D numeric array")
+    return matrix
+
+
+def _column_names(feature_names: object) -> list[str]:
+    if isinstance(feature_names, str | bytes) or not isinstance(feature_names, Iterable):
+        shown = Described(f"a {type(feature_names).__name__}")
+        raise ConfigError("feature_names", shown, "a sequence of column names")
+    return [str(n) for n in feature_names]
+
+
 def scan_node_data(
     X: NodeData | npt.ArrayLike,  # noqa: N803 (the feature matrix, as everywhere)
     *,
@@ -489,24 +514,20 @@ def scan_node_data(
         parts = [X.X] if X.X_val is None else [X.X, X.X_val]
         matrix = np.concatenate(parts)
     else:
-        try:
-            matrix = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                "X", Described("a non-numeric array"), "a 2-D numeric array"
-            ) from None
-        if matrix.ndim != 2:
-            raise ConfigError("X", Described(f"shape {matrix.shape}"), "a 2-D numeric array")
+        matrix = _as_matrix(X)
     allowed_kinds = ", ".join(k.value for k in PhiKind)
+    if isinstance(declared, str | bytes) or not isinstance(declared, Iterable):
+        shown = Described(f"a {type(declared).__name__}")
+        raise ConfigError("declared", shown, f"a collection of PhiKind values ({allowed_kinds})")
     try:
         kinds = {PhiKind(k) for k in declared}
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError("declared", list(declared), f"PhiKind values ({allowed_kinds})") from None
     d = matrix.shape[1]
-    if feature_names is not None and len(feature_names) != d:
-        shown = Described(f"{len(feature_names)} names")
+    names = None if feature_names is None else _column_names(feature_names)
+    if names is not None and len(names) != d:
+        shown = Described(f"{len(names)} names")
         raise ConfigError("feature_names", shown, f"one name per column ({d})")
-    names = [str(n) for n in feature_names] if feature_names is not None else None
     findings = _name_findings(names) if names is not None else []
     for j in range(d):
         where = f"column {names[j]!r}" if names is not None else f"column {j}"

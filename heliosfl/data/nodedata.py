@@ -78,13 +78,23 @@ def _converted(name: str, value: object, dtype: type, kinds: str, allowed: str) 
         and (value.dtype == dtype or (dtype is np.str_ and value.dtype.kind == "U"))
     ):
         return value
-    raw = np.asarray(value)
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, unconvertible items
+        raise ConfigError(
+            name, Described(f"a {type(value).__name__} of ragged rows"), allowed
+        ) from None
+    if raw.dtype.kind == "c":  # refuse before any cast drops the imaginary part
+        raise ConfigError(name, Described(f"an array of dtype {raw.dtype}"), allowed)
     if raw.size == 0:
         raw = raw.astype(dtype)
     elif dtype is np.str_ and raw.dtype.kind == "O" and all(isinstance(v, str) for v in raw.flat):
         raw = raw.astype(np.str_)
     elif kinds == "biu" and raw.dtype.kind == "f" and np.isfinite(raw).all():
-        raw = raw.astype(np.int64) if (np.mod(raw, 1) == 0).all() else raw  # 1.0, not 1.5
+        whole = (np.mod(raw, 1) == 0).all() and (np.abs(raw) < 2.0**53).all()
+        if (np.mod(raw, 1) == 0).all() and not whole:
+            raise ConfigError(name, Described("a label of 2**53 or more"), allowed)
+        raw = raw.astype(np.int64) if whole else raw  # 1.0, not 1.5
     if raw.dtype.kind not in kinds:
         raise ConfigError(name, Described(f"an array of dtype {raw.dtype}"), allowed)
     return frozen(np.array(raw, dtype=raw.dtype if dtype is np.str_ else dtype))
@@ -270,7 +280,13 @@ class NodeData:
         if self.subject_ids is None:
             hint = "Build the node with NodeData(X, y, subject_ids=...)."
             raise ConfigError("subject_ids", None, "set to remove a subject's rows", hint=hint)
+        given: object = subject_ids  # the annotation says iterable; callers may not obey
+        if not isinstance(given, str | Iterable):
+            shown = Described(f"a {type(given).__name__}")
+            raise ConfigError("subject_ids", shown, "a subject id (str) or an iterable of them")
         wanted = [subject_ids] if isinstance(subject_ids, str) else list(subject_ids)
+        if not all(isinstance(v, str) for v in wanted):
+            raise ConfigError("subject_ids", Described("non-str items"), "subject ids (str)")
         remove = np.asarray(wanted, dtype=np.str_)
         train = _pick((self.X, self.y, self.subject_ids), ~np.isin(self.subject_ids, remove))
         val: list[Any] = [None, None, None]

@@ -149,7 +149,9 @@ def synthetic_sites(
     num_classes = _check_at_most(
         "num_classes", check_int("num_classes", num_classes, minimum=2), 2, _MAX_CLASSES
     )
-    covariate_shift = check_number("covariate_shift", covariate_shift, low=0.0, open_=False)
+    covariate_shift = check_number(
+        "covariate_shift", covariate_shift, low=0.0, open_=False, high=100.0
+    )  # beyond ~100 the per-feature scales exp(0.2 * shift * h) overflow
     concentration = None
     if label_skew is not None:
         concentration = check_number("label_skew", label_skew, low=0.0, open_=True)

@@ -148,9 +148,12 @@ def check_params(model: Model, params: object, *, field: str = "params") -> Floa
         )
 
     try:
-        array = np.asarray(params, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(field, params, allowed()) from None
+        raw = np.asarray(params)
+        if raw.dtype.kind == "c":  # a cast would silently drop the imaginary part
+            raise TypeError
+        array = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(field, _Found(f"a {type(params).__name__}"), allowed()) from None
     if array.ndim != 1:
         raise ConfigError(field, _Found(f"an array of shape {array.shape}"), allowed())
     if array.shape[0] != expected:
@@ -267,7 +270,12 @@ class _NumpyModel(ABC):
             f"a 1-D vector of {X_arr.shape[0]} integer labels in [0, {self._num_classes}) "
             "(one per row of X)"
         )
-        y_arr = np.asarray(y)
+        try:
+            y_arr = np.asarray(y)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "y", _Found(f"a {type(y).__name__} of ragged rows"), allowed
+            ) from None
         if y_arr.ndim != 1 or y_arr.shape[0] != X_arr.shape[0]:
             raise ConfigError("y", _Found(f"an array of shape {y_arr.shape}"), allowed)
         if (

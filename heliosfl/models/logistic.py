@@ -45,7 +45,11 @@ class LogisticRegression(_NumpyModel):
     model_type: ClassVar[str] = "logistic_regression"
 
     def __init__(self, input_dim: int, *, num_classes: int = 2) -> None:
-        if num_classes != 2:
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, int | np.integer)
+            or (num_classes != 2)
+        ):
             raise ConfigError(
                 "num_classes",
                 num_classes,

@@ -12,6 +12,7 @@ from heliosfl.errors import ConfigError
 from heliosfl.models.base import (
     FloatArray,
     IntArray,
+    _Found,
     _NumpyModel,
     as_generator,
     check_int,
@@ -20,6 +21,8 @@ from heliosfl.models.softmax import log_softmax, softmax_cross_entropy
 
 __all__ = ["MLP"]
 
+#: Largest parameter vector an MLP may have (2**31 float64 values are 16 GiB).
+_MAX_PARAMS = 2**31
 _ACTIVATIONS = ("relu", "tanh")
 
 
@@ -91,6 +94,12 @@ class MLP(_NumpyModel):
             w_stop = offset + fan_in * fan_out
             self._layout.append((offset, w_stop, w_stop + fan_out, fan_in, fan_out))
             offset = w_stop + fan_out
+        if offset > _MAX_PARAMS:
+            raise ConfigError(
+                "input_dim and hidden_layers",
+                _Found(f"{offset} parameters"),
+                f"an architecture of at most {_MAX_PARAMS} parameters",
+            )
         self._num_params = offset
 
     @property

@@ -242,6 +242,8 @@ def epsilon_curve(
     ConfigError
         For arguments outside their domain.
     """
+    if isinstance(rounds_list, str | bytes) or not isinstance(rounds_list, Sequence):
+        raise ConfigError("rounds_list", rounds_list, "a list of round counts (ints >= 1)")
     return [
         compute_epsilon(
             noise_multiplier=noise_multiplier,

@@ -23,7 +23,14 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _as_update(update: npt.ArrayLike, name: str = "update") -> FloatArray:
-    array = np.array(update, dtype=np.float64)  # always a copy
+    allowed = "an array of real numbers"
+    try:
+        raw = np.asarray(update)
+        if raw.dtype.kind not in "biuf":  # str, object, complex (the cast would drop i)
+            raise ConfigError(name, f"an array of dtype {raw.dtype}", allowed)
+        array = np.array(raw, dtype=np.float64)  # always a copy
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(name, f"a {type(update).__name__} of ragged rows", allowed) from None
     if not np.all(np.isfinite(array)):
         raise ConfigError(name, "an array with NaN or infinite entries", "all finite")
     return array
@@ -42,12 +49,12 @@ def _scaled_norm(update: FloatArray, power: int) -> tuple[float, float, float]:
 
 def l2_norm(update: npt.ArrayLike) -> float:
     """The Euclidean norm of ``update`` (all entries), safe from overflow and underflow."""
-    return _scaled_norm(np.asarray(update, dtype=np.float64), 2)[2]
+    return _scaled_norm(_as_update(update), 2)[2]
 
 
 def l1_norm(update: npt.ArrayLike) -> float:
     """The sum of absolute values of ``update``, safe from overflow and underflow."""
-    return _scaled_norm(np.asarray(update, dtype=np.float64), 1)[2]
+    return _scaled_norm(_as_update(update), 1)[2]
 
 
 def _clip(update: npt.ArrayLike, clip_norm: float, power: int) -> tuple[FloatArray, float]:

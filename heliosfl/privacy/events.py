@@ -143,7 +143,11 @@ def round_event(
     Privacy and Analytical Moments Accountant", AISTATS 2019. Andrew, Thakkar, McMahan,
     Ramaswamy, "Differentially Private Learning with Adaptive Clipping", NeurIPS 2021.
     """
-    z = check_float("noise_multiplier", noise_multiplier, low=0.0)
+    # The accountants' domain: beyond it dp-accounting overflows (1e300) or allocates
+    # without bound (PLD at 1e-6); calibrate_noise searches the same interval.
+    z = check_float(
+        "noise_multiplier", noise_multiplier, low=1e-3, high=1e6, low_open=False, high_open=False
+    )
     mech = mechanism_name(mechanism)
     scheme = sampling_scheme(sampling)
     q = check_float("sampling_rate", sampling_rate, low=0.0, high=1.0)

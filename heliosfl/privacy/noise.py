@@ -35,6 +35,16 @@ __all__ = ["gaussian_noise", "laplace_noise", "noisy_mean"]
 FloatArray = npt.NDArray[np.float64]
 
 
+def _shape(shape: object) -> tuple[int, ...]:
+    dims = (shape,) if isinstance(shape, int) else shape
+    allowed = "an int >= 0 or a tuple of them"
+    if isinstance(dims, tuple) and all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
+        return tuple(int(d) for d in dims)
+    raise ConfigError("shape", shape, allowed)
+
+
 def _generator(rng: object) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise ConfigError("rng", rng, "a numpy.random.Generator (np.random.default_rng(seed))")
@@ -52,7 +62,7 @@ def gaussian_noise(
         For ``std`` that is not a finite number >= 0, or ``rng`` not a Generator.
     """
     sigma = check_float("std", std, low=0.0, low_open=False)
-    return _generator(rng).normal(0.0, sigma, size=shape)
+    return _generator(rng).normal(0.0, sigma, size=_shape(shape))
 
 
 def laplace_noise(
@@ -66,7 +76,7 @@ def laplace_noise(
         For ``scale`` that is not a finite number >= 0, or ``rng`` not a Generator.
     """
     b = check_float("scale", scale, low=0.0, low_open=False)
-    return _generator(rng).laplace(0.0, b, size=shape)
+    return _generator(rng).laplace(0.0, b, size=_shape(shape))
 
 
 def noisy_mean(
