@@ -76,9 +76,20 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Load ``heliosfl.privacy`` on first use (dp-accounting takes about a second)."""
+    """Load ``heliosfl.privacy`` and ``heliosfl.ui`` on first use.
+
+    dp-accounting takes about a second to import; the widgets need the ``[jupyter]`` extra.
+    """
     if name == "privacy":
         return importlib.import_module("heliosfl.privacy")
+    if name == "ui":
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                'heliosfl.ui needs the Jupyter extra: pip install "heliosfl[jupyter]"'
+            ) from exc
+        return importlib.import_module("heliosfl.ui")
     raise AttributeError(f"module 'heliosfl' has no attribute {name!r}")
 
 
