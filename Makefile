@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## make lab: install, then open JupyterLab on the notebooks (the main job)
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	cd notebooks && ../$(BIN)/jupyter lab 00_start_here.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## make test: install, then lint, type-check and run every test, notebooks included
 test: $(STAMP) lint

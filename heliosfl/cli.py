@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import heliosfl as fl
@@ -253,7 +256,34 @@ def _parser() -> argparse.ArgumentParser:
         help="SecAgg+: the coordinator sees only the sum of the updates",
     )
     sim.add_argument("--seed", type=int, default=0)
+    lab = sub.add_parser("lab", help="open JupyterLab on the notebooks (00_start_here first)")
+    lab.add_argument("--notebooks", default=None, help="folder with the notebooks")
+    lab.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     return parser
+
+
+def _lab(args: argparse.Namespace) -> int:
+    """Open JupyterLab on ``notebooks/00_start_here.ipynb`` (the checkout's, or a copy)."""
+    folder = Path(args.notebooks) if args.notebooks else _notebooks()
+    if folder is None or not (folder / "00_start_here.ipynb").is_file():
+        print(
+            "error: no notebooks found; pass --notebooks PATH (a heliosfl checkout's notebooks/)",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", "jupyter", "lab", "00_start_here.ipynb"]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        command.append("--allow-root")
+    print(" ".join(command), f"(in {folder})")
+    if args.dry_run:
+        return 0
+    return subprocess.call(command, cwd=folder)  # noqa: S603 - our own interpreter
+
+
+def _notebooks() -> Path | None:
+    """The notebooks of the source checkout this package runs from, if any."""
+    candidate = Path(__file__).resolve().parents[1] / "notebooks"
+    return candidate if candidate.is_dir() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "lab":
+            return _lab(args)
         return asyncio.run(_simulate(args))
     except fl.FederatedLearningError as exc:
         print(f"error: {exc}", file=sys.stderr)

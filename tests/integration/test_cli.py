@@ -36,3 +36,10 @@ def test_simulate_with_secure_aggregation(capsys):
 def test_errors_are_reported_not_raised(capsys):
     assert main(["simulate", "--nodes", "5", "--min-nodes", "9", "--rounds", "2"]) == 2
     assert "Insufficient nodes" in capsys.readouterr().err
+
+
+def test_lab_finds_the_start_notebook(capsys):
+    assert main(["lab", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "jupyter lab 00_start_here.ipynb" in out and "notebooks" in out
+    assert main(["lab", "--dry-run", "--notebooks", "/nonexistent"]) == 2

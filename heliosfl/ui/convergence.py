@@ -1,0 +1,146 @@
+"""ConvergencePlot: loss and accuracy per round, and epsilon spent, drawn live."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+from heliosfl.coordinator import Coordinator
+from heliosfl.events import Event, EventBus, ModelRewound, RoundCompleted
+from heliosfl.records import RoundRecord, RoundStatus
+from heliosfl.ui._live import EventFeed, Throttle
+
+__all__ = ["ConvergencePlot"]
+
+_INK = "#7f7f7f"  # mid grey: readable on light and dark themes
+
+
+class ConvergencePlot(widgets.VBox):
+    """Loss and accuracy per round (left), epsilon spent (right), updated live.
+
+    Drawn with a plain :class:`matplotlib.figure.Figure` (no pyplot, no backend) into a PNG
+    shown by an :class:`ipywidgets.Image`, at most ten times a second. A rewound model
+    (GDPR unlearning) drops the rounds it no longer has.
+
+    Parameters
+    ----------
+    coordinator : Coordinator
+        The model's coordinator (its history seeds the plot).
+    events : EventBus
+        The engine's event bus (``engine.events``).
+    width_px : int
+        Width of the image.
+    """
+
+    def __init__(self, coordinator: Coordinator, events: EventBus, *, width_px: int = 720) -> None:
+        self.image = widgets.Image(
+            format="png", layout=widgets.Layout(width=f"{width_px}px", flex="0 0 auto")
+        )
+        self.caption = widgets.HTML()
+        super().__init__([self.caption, self.image])
+        self.add_class("heliosfl-convergence")
+        self.coordinator = coordinator
+        self.rounds: list[int] = []
+        self.loss: list[float | None] = []
+        self.accuracy: list[float | None] = []
+        self.epsilon: list[float] = []
+        self._throttle = Throttle(self._draw)
+        for record in coordinator.history:
+            self._add(record)
+        self._feed = EventFeed(events, self._on_event, coordinator.model_id)
+        self._throttle.poke()
+
+    def _add(self, record: RoundRecord) -> None:
+        if record.status is not RoundStatus.COMPLETED:
+            return
+        self.rounds.append(record.round_number)
+        loss = record.validation_loss if record.validation_loss is not None else None
+        self.loss.append(loss if loss is not None else record.aggregated_loss)
+        self.accuracy.append(record.validation_accuracy)
+        self.epsilon.append(self.coordinator.privacy_spent()[0])
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, RoundCompleted):
+            self._add(event.record)
+        elif isinstance(event, ModelRewound):
+            keep = sum(1 for r in self.rounds if r <= event.to_round)
+            for series in (self.rounds, self.loss, self.accuracy, self.epsilon):
+                del series[keep:]
+        else:
+            return
+        self._throttle.poke()
+
+    @property
+    def draws(self) -> int:
+        """How many times the plot was drawn (throttled to <= 10 per second)."""
+        return self._throttle.draws
+
+    def flush(self) -> None:
+        """Draw now if an update is pending."""
+        self._throttle.flush()
+
+    def figure(self) -> Figure:
+        """The current plot as a matplotlib figure (for saving or embedding)."""
+        private = any(e > 0 for e in self.epsilon)
+        fig = Figure(figsize=(8.0, 3.0), dpi=90)
+        fig.patch.set_alpha(0.0)
+        axes = fig.subplots(1, 2 if private else 1, squeeze=False)[0]
+        left = axes[0]
+        _style(left)
+        left.set_xlabel("round")
+        left.set_ylabel("loss", color="#1f77b4")
+        points = [(r, v) for r, v in zip(self.rounds, self.loss, strict=True) if v is not None]
+        if points:
+            left.plot(*zip(*points, strict=True), color="#1f77b4", marker=".", label="loss")
+        right = left.twinx()
+        _style(right)
+        right.set_ylabel("accuracy", color="#2ca02c")
+        right.set_ylim(0.0, 1.0)
+        points = [(r, v) for r, v in zip(self.rounds, self.accuracy, strict=True) if v is not None]
+        if points:
+            right.plot(*zip(*points, strict=True), color="#2ca02c", marker=".", label="accuracy")
+        left.set_title("validation loss and accuracy", color=_INK, fontsize=10)
+        if private:
+            spent = axes[1]
+            _style(spent)
+            spent.plot(self.rounds, self.epsilon, color="#d62728", marker=".")
+            spent.set_xlabel("round")
+            spent.set_ylabel("epsilon spent", color="#d62728")
+            spent.set_title("privacy budget used", color=_INK, fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    def _draw(self) -> None:
+        buffer = io.BytesIO()
+        self.figure().savefig(buffer, format="png", transparent=True)
+        last = self.rounds[-1] if self.rounds else 0
+        accuracy = next((a for a in reversed(self.accuracy) if a is not None), None)
+        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+        with self.hold_sync():
+            self.image.value = buffer.getvalue()
+            self.caption.value = (
+                f"<span class='heliosfl-caption'>round {last} · accuracy {shown}"
+                + (
+                    f" · epsilon {self.epsilon[-1]:.3g}"
+                    if self.epsilon and self.epsilon[-1]
+                    else ""
+                )
+                + "</span>"
+            )
+
+    def close(self) -> None:
+        """Stop listening and close the widget."""
+        self._feed.close()
+        self._throttle.cancel()
+        super().close()
+
+
+def _style(axes: Any) -> None:
+    axes.set_facecolor("none")
+    axes.tick_params(colors=_INK)
+    for spine in axes.spines.values():
+        spine.set_color(_INK)
+    axes.xaxis.label.set_color(_INK)
