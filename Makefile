@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=120
 
-.PHONY: install lab test test-fast test-slow lint demo bench clean
+.PHONY: install lab voila test test-fast test-slow lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 ## make lab: install, then open JupyterLab on the notebooks (the main job)
 lab: $(STAMP)
 	cd notebooks && ../$(BIN)/jupyter lab 00_start_here.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+## make voila: the 100-node notebook as a dashboard (Voila: outputs only, for demos)
+voila: $(STAMP)
+	cd notebooks && ../$(BIN)/voila 03_hundred_node_simulation.ipynb
 
 ## make test: install, then lint, type-check and run every test, notebooks included
 test: $(STAMP) lint

@@ -1,0 +1,244 @@
+"""A real browser (Debian's Chromium via Playwright) runs notebook 03 in JupyterLab.
+
+It opens ``03_hundred_node_simulation``, runs all cells, presses the launcher's Start,
+and checks that the node grid's cells change state and the convergence plot redraws,
+saving element screenshots under ``tests/browser/artifacts/``. ``.ci/run`` installs
+``chromium`` with apt so this always runs in CI; elsewhere it is skipped when Chromium or
+Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+NOTEBOOK = "03_hundred_node_simulation.ipynb"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JupyterLab server on 127.0.0.1 serving a copy of the notebook (never the original)."""
+    home = tmp_path_factory.mktemp("lab")
+    work = home / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "HELIOSFL_KEY_DIR": str(home / "keys"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={work}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        "--ServerApp.disable_check_xsrf=True",
+    ]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        command.append("--allow-root")
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                _get(f"{base}/api/status")
+                break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("JupyterLab did not start")
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _kernel_ready(base: str) -> bool:
+    kernels = _get(f"{base}/api/kernels")
+    assert isinstance(kernels, list)
+    return any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle" for k in kernels)
+
+
+def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        try:
+            page.goto(f"{lab}/lab/tree/{NOTEBOOK}?reset", timeout=60_000)
+            deadline = time.monotonic() + 90
+            while not _kernel_ready(lab):  # the toolbar says idle before the socket connects
+                assert time.monotonic() < deadline, "the kernel never became idle"
+                time.sleep(0.5)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+            # The live dashboard of the training run: grid cells and the plot.
+            grid = page.locator(".heliosfl-cluster-grid").first
+            grid.wait_for(state="visible", timeout=120_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.heliosfl-cell').length >= 100",
+                timeout=120_000,
+            )
+            plot = page.locator(".heliosfl-convergence img").first
+            plot.wait_for(state="attached", timeout=120_000)
+            first_src = plot.get_attribute("src")
+            page.wait_for_function(
+                "(src) => { const i = document.querySelector('.heliosfl-convergence img');"
+                " return i && i.getAttribute('src') !== src; }",
+                arg=first_src,
+                timeout=120_000,
+            )  # the plot redrew
+            grid.scroll_into_view_if_needed()
+            grid.screenshot(path=str(ARTIFACTS / "03_grid_mid_training.png"))
+            plot.screenshot(path=str(ARTIFACTS / "03_plot_mid_training.png"))
+
+            # The launcher at the end of the notebook: once every cell has run, press its
+            # Start and watch the new run's grid appear and change state.
+            launcher = page.locator(".heliosfl-launcher").last
+            launcher.wait_for(state="visible", timeout=180_000)
+            deadline = time.monotonic() + 180
+            while not _kernel_ready(lab):  # Run All has finished
+                assert time.monotonic() < deadline, "the notebook never finished"
+                time.sleep(0.5)
+            grids_before = page.locator(".heliosfl-cluster-grid").count()
+            start = launcher.locator("button", has_text="Start")
+            start.scroll_into_view_if_needed()
+            start.click()
+            page.wait_for_function(
+                "(n) => { const grids = document.querySelectorAll('.heliosfl-cluster-grid');"
+                " if (grids.length <= n) return false; const g = grids[grids.length - 1];"
+                " return g.querySelectorAll('.heliosfl-state-done, .heliosfl-state-training,"
+                " .heliosfl-state-failed, .heliosfl-state-timed_out').length > 0; }",
+                arg=grids_before,
+                timeout=120_000,
+            )
+            last_grid = page.locator(".heliosfl-cluster-grid").last
+            last_grid.scroll_into_view_if_needed()
+            box = last_grid.bounding_box()
+            viewport = page.viewport_size
+            assert box is not None and box["width"] > 50 and box["height"] > 20
+            assert viewport is not None and 0 <= box["y"] < viewport["height"]  # visible
+            last_grid.screenshot(path=str(ARTIFACTS / "03_launcher_grid.png"))
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "03_page.png"))
+            browser.close()
+    for name in ("03_grid_mid_training.png", "03_plot_mid_training.png", "03_launcher_grid.png"):
+        assert (ARTIFACTS / name).stat().st_size > 1000
+
+
+def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "HELIOSFL_KEY_DIR": str(tmp_path / "keys"),
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            NOTEBOOK,
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base, timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.25)
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                page.goto(base, timeout=180_000)  # Voila runs the whole notebook first
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.heliosfl-cell').length >= 100",
+                    timeout=180_000,
+                )
+                page.locator(".heliosfl-convergence img").first.wait_for(timeout=60_000)
+                page.locator(".heliosfl-cluster-grid").first.screenshot(
+                    path=str(ARTIFACTS / "03_voila_grid.png")
+                )
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "03_voila_page.png"))
+                browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert (ARTIFACTS / "03_voila_grid.png").stat().st_size > 1000
