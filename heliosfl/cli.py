@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -281,9 +282,21 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _notebooks() -> Path | None:
-    """The notebooks of the source checkout this package runs from, if any."""
-    candidate = Path(__file__).resolve().parents[1] / "notebooks"
-    return candidate if candidate.is_dir() else None
+    """The checkout's notebooks, or a working copy of those shipped in the wheel.
+
+    An installed package's notebooks are copied once to ``./heliosfl-notebooks`` (never
+    opened inside site-packages); an existing copy is kept, with the user's changes.
+    """
+    checkout = Path(__file__).resolve().parents[1] / "notebooks"
+    if checkout.is_dir():
+        return checkout
+    shipped = Path(__file__).resolve().parent / "_notebooks"
+    if not shipped.is_dir():
+        return None
+    copy = Path.cwd() / "heliosfl-notebooks"
+    if not copy.exists():
+        shutil.copytree(shipped, copy)
+    return copy
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,10 +43,16 @@ def _get(url: str) -> object:
         return json.loads(response.read())
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A JupyterLab server on 127.0.0.1 serving a copy of the notebook (never the original)."""
+@pytest.fixture(scope="module", params=["JupyterLab Light", "JupyterLab Dark"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JupyterLab server on 127.0.0.1 serving a copy of the notebook (never the original).
+
+    Parametrised by theme: the widgets must read well in light and dark JupyterLab.
+    """
     home = tmp_path_factory.mktemp("lab")
+    theme = home / "settings" / "@jupyterlab" / "apputils-extension"
+    theme.mkdir(parents=True)
+    (theme / "themes.jupyterlab-settings").write_text(json.dumps({"theme": request.param}))
     work = home / "work"
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
@@ -58,6 +64,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "IPYTHONDIR": str(home / "ipython"),
         "HELIOSFL_KEY_DIR": str(home / "keys"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
     }
     command = [
         sys.executable,
@@ -88,7 +95,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.25)
         else:
             pytest.fail("JupyterLab did not start")
-        yield base
+        yield base + "#" + request.param.split()[-1].lower()
     finally:
         server.terminate()
         try:
@@ -104,6 +111,7 @@ def _kernel_ready(base: str) -> bool:
 
 
 def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
+    lab, theme = lab.split("#")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -146,8 +154,8 @@ def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
                 timeout=120_000,
             )  # the plot redrew
             grid.scroll_into_view_if_needed()
-            grid.screenshot(path=str(ARTIFACTS / "03_grid_mid_training.png"))
-            plot.screenshot(path=str(ARTIFACTS / "03_plot_mid_training.png"))
+            grid.screenshot(path=str(ARTIFACTS / f"03_grid_mid_training_{theme}.png"))
+            plot.screenshot(path=str(ARTIFACTS / f"03_plot_mid_training_{theme}.png"))
 
             # The launcher at the end of the notebook: once every cell has run, press its
             # Start and watch the new run's grid appear and change state.
@@ -175,12 +183,47 @@ def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
             viewport = page.viewport_size
             assert box is not None and box["width"] > 50 and box["height"] > 20
             assert viewport is not None and 0 <= box["y"] < viewport["height"]  # visible
-            last_grid.screenshot(path=str(ARTIFACTS / "03_launcher_grid.png"))
+            last_grid.screenshot(path=str(ARTIFACTS / f"03_launcher_grid_{theme}.png"))
         finally:
-            page.screenshot(path=str(ARTIFACTS / "03_page.png"))
+            page.screenshot(path=str(ARTIFACTS / f"03_page_{theme}.png"))
             browser.close()
-    for name in ("03_grid_mid_training.png", "03_plot_mid_training.png", "03_launcher_grid.png"):
-        assert (ARTIFACTS / name).stat().st_size > 1000
+    for name in ("03_grid_mid_training", "03_plot_mid_training", "03_launcher_grid"):
+        header = (ARTIFACTS / f"{name}_{theme}.png").read_bytes()[:24]
+        width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+        assert header.startswith(b"\x89PNG") and width > 100 and height > 40, (name, width, height)
+
+
+def test_notebook_03_runs_in_notebook_7(lab: str) -> None:
+    base, theme = lab.split("#")
+    if theme != "light":
+        pytest.skip("Notebook 7 is checked once")
+    pytest.importorskip("notebook")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{base}/notebooks/{NOTEBOOK}", timeout=60_000)
+            deadline = time.monotonic() + 90
+            while not _kernel_ready(base):
+                assert time.monotonic() < deadline, "the kernel never became idle"
+                time.sleep(0.5)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.wait_for_function(
+                "() => document.querySelectorAll('.heliosfl-cell').length >= 100",
+                timeout=120_000,
+            )
+            page.locator(".heliosfl-convergence img").first.wait_for(timeout=60_000)
+            page.locator(".heliosfl-cluster-grid").first.screenshot(
+                path=str(ARTIFACTS / "03_notebook7_grid.png")
+            )
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "03_notebook7_page.png"))
+            browser.close()
 
 
 def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
@@ -241,4 +284,4 @@ def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-    assert (ARTIFACTS / "03_voila_grid.png").stat().st_size > 1000
+    assert (ARTIFACTS / "03_voila_grid.png").read_bytes().startswith(b"\x89PNG")

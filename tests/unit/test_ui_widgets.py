@@ -168,3 +168,29 @@ async def test_a_dashboard_follows_an_existing_model():
     dashboard.flush()
     assert dashboard.table is not None and len(dashboard.table.rows()) == 3
     assert dashboard.grid is not None and dashboard.grid.counts()["done"] == 6
+
+
+def test_widget_assets_are_found_in_the_packaged_copy_too(tmp_path, monkeypatch):
+    from heliosfl.ui import _assets
+
+    (tmp_path / "cluster_grid.js").write_text("export default {}")
+    monkeypatch.setattr(_assets, "_SOURCE", tmp_path / "missing")
+    monkeypatch.setattr(_assets, "_PACKAGED", tmp_path)
+    assert _assets.asset("cluster_grid.js") == tmp_path / "cluster_grid.js"
+    with pytest.raises(FileNotFoundError):
+        _assets.asset("nope.js")
+
+
+def test_importing_heliosfl_loads_no_widget_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, heliosfl; "
+        "print(sorted(m for m in ('ipywidgets', 'matplotlib', 'anywidget', 'IPython', "
+        "'traitlets') if m in sys.modules))"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
