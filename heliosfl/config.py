@@ -186,7 +186,7 @@ class RoundConfig:
         absolute limit).
     norm_outlier_factor : float or None
         Updates whose L2 norm exceeds this many times the median norm of the round's
-        other valid updates are rejected as absurd (> 1; needs 3 updates; None: off; not
+        valid updates are rejected as absurd (> 1; needs 3 updates; None: off; not
         applied with differential privacy, whose clipping already bounds every update).
     """
 

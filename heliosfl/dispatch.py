@@ -23,6 +23,7 @@ from heliosfl.events import EventBus, NodeFailed, NodeFinished
 from heliosfl.models import Model
 from heliosfl.records import MaskedUpdate, ModelUpdate
 from heliosfl.rounds import weighted_figure
+from heliosfl.vectorised import batchable, train_together
 from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
 
 __all__ = ["RoundDispatch", "evaluate_on_nodes"]
@@ -88,6 +89,9 @@ class RoundDispatch:
             round) or the reason it failed, in ``selected`` order.
         """
         round_number = self.round_number
+        present = [workers[n] for n in selected if n in workers]
+        if len(present) == len(selected) and batchable(present, context):
+            return await self._run_together(present, context)
         timeout = self.timeout_secs
         started = time.monotonic()
         outcomes: dict[str, ModelUpdate | MaskedUpdate | str] = {}
@@ -141,6 +145,39 @@ class RoundDispatch:
             if isinstance(outcome, str) and node_id not in jobs:
                 self._publish_failure(node_id, round_number, outcome, timed_out=False)
         return {n: outcomes[n] for n in selected}
+
+    async def _run_together(
+        self, workers: Sequence[FederatedWorker], context: TrainContext
+    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
+        """All nodes in one batched call (see :mod:`heliosfl.vectorised`), then their events."""
+        stop = StopFlag()
+        call = functools.partial(train_together, workers, context, stop)
+        handle = self._backend.submit_many([call], stops=[stop])[0]
+        outcomes: dict[str, ModelUpdate | MaskedUpdate | str] = {}
+        try:
+            updates = await handle.result
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except Exception as exc:  # the batch failed: every node of it did
+            reason = failure_reason(exc, stop)[0] or "timeout"
+            for worker in workers:
+                outcomes[worker.node_id] = reason
+                self._publish_failure(worker.node_id, self.round_number, reason, timed_out=False)
+            return outcomes
+        for update in updates:
+            outcomes[update.node_id] = update
+            self._events.publish(
+                NodeFinished(
+                    model_id=self.model_id,
+                    round_number=self.round_number,
+                    node_id=update.node_id,
+                    loss=None if self.private else update.loss,
+                    num_samples=update.num_samples,
+                    duration_secs=update.duration_secs,
+                )
+            )
+        return outcomes
 
     def _settle(
         self,

@@ -124,7 +124,8 @@ def check_updates(
     ``guards`` are further checks (e.g. HIPAA's gradient-leakage test) run on every update
     that passed :func:`check_update`; a guard returns a reason to reject, or ``None``.
     Then updates with an L2 norm above ``max_norm``, or above ``outlier_factor`` times the
-    median norm of the others (when at least three passed), are rejected as absurd.
+    median norm of the round's valid updates (when at least three passed), are rejected as
+    absurd.
 
     Returns
     -------
@@ -159,11 +160,11 @@ def check_updates(
     if max_norm is None and outlier_factor is None:
         return accepted, rejected
     norms = {u.node_id: float(np.linalg.norm(u.delta)) for u in accepted}
+    # The median of all valid norms (O(n log n)); one absurd norm barely moves it.
+    median = float(np.median(list(norms.values()))) if len(norms) >= 3 else None
     kept = []
     for update in accepted:
         norm = norms[update.node_id]
-        others = [v for k, v in norms.items() if k != update.node_id]
-        median = float(np.median(others)) if len(others) >= 2 else None
         if max_norm is not None and norm > max_norm:
             reason = f"absurd norm: {norm:.3g} exceeds max_update_norm={max_norm:g}"
         elif outlier_factor is not None and median and norm > outlier_factor * median:

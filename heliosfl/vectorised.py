@@ -1,0 +1,181 @@
+"""Vectorised simulation: train many simulated nodes of one numpy model in one batch.
+
+When every node of a round holds a built-in :class:`~heliosfl.models.LogisticRegression`,
+trains with the same epochs, batch size and learning rate, has no simulated fault, no
+data policy (GDPR) and is online, the round's local training is the same computation
+repeated per node on different rows. :func:`train_together` runs it for all nodes at once:
+the parameters are stacked, each node's rows are padded to the longest node, and every
+mini-batch step is one batched numpy operation over the nodes still training (masks cover
+the padding and nodes with fewer batches). Each node draws its shuffles from its own
+stream exactly as :func:`~heliosfl.models.local_sgd` does, so the result equals the
+per-node path to floating-point tolerance (a contract test checks it); summation order
+differs, so the two are not bit-identical.
+
+Other models, and nodes with faults or policies, take the per-node path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from heliosfl.backends.base import StopFlag
+from heliosfl.data import NodeData
+from heliosfl.models import LogisticRegression, TrainingStopped
+from heliosfl.records import ModelUpdate
+from heliosfl.seeding import Stream, rng_for
+from heliosfl.worker import FederatedWorker, TrainContext
+
+__all__ = ["batchable", "train_together"]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Below this many nodes the per-node path is as fast (and keeps per-node timeouts).
+MIN_NODES = 32
+
+
+def batchable(workers: Sequence[FederatedWorker], context: TrainContext) -> bool:
+    """Whether `workers` can train `context` together (see the module docstring)."""
+    if len(workers) < MIN_NODES or context.secure is not None:
+        return False
+    model = context.model
+    if type(model) is not LogisticRegression:  # subclasses may override the maths
+        return False
+    first = workers[0].config
+    for worker in workers:
+        config, data = worker.config, worker.data
+        if (
+            worker.fault is not None
+            or worker.policy is not None
+            or not worker.online
+            or data is None
+            or len(data) == 0
+            or (config.local_epochs, config.batch_size, config.learning_rate)
+            != (first.local_epochs, first.batch_size, first.learning_rate)
+        ):
+            return False
+    return True
+
+
+def train_together(
+    workers: Sequence[FederatedWorker], context: TrainContext, stop: StopFlag | None = None
+) -> list[ModelUpdate]:
+    """Local training of every worker for `context`, batched; one update per worker, in order.
+
+    Raises
+    ------
+    TrainingStopped
+        If `stop` is set between steps.
+    """
+    started = time.perf_counter()
+    model = context.model
+    assert isinstance(model, LogisticRegression)  # noqa: S101 - batchable() checked it
+    d = model.input_dim
+    config = workers[0].config
+    epochs, batch = config.local_epochs, config.batch_size
+    lr = context.learning_rate if config.learning_rate is None else config.learning_rate
+    mu = context.prox_mu
+    datas = [w.data for w in workers]
+    sizes = np.array([len(x) for x in datas if x is not None], dtype=np.int64)
+    k, longest = len(workers), int(sizes.max())
+    X = np.zeros((k, longest, d))  # noqa: N806
+    y = np.zeros((k, longest))
+    for i, data in enumerate(datas):
+        assert data is not None  # noqa: S101
+        X[i, : len(data)] = data.X
+        y[i, : len(data)] = data.y
+    rngs = [
+        rng_for(context.seed, Stream.TRAINING, context.model_id, context.round_number, w.node_id)
+        for w in workers
+    ]
+    w0 = np.asarray(context.params, dtype=np.float64)
+    weights = np.tile(w0[:d], (k, 1))
+    bias = np.full(k, w0[d])
+    rows = np.arange(k)[:, None]
+    steps_per_epoch = -(-sizes // batch)  # ceil
+    epoch_loss = np.zeros(k)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(epochs):
+            orders = np.zeros((k, longest), dtype=np.int64)
+            for i, rng in enumerate(rngs):
+                orders[i, : sizes[i]] = rng.permutation(int(sizes[i]))
+            total = np.zeros(k)
+            for s in range(int(steps_per_epoch.max())):
+                if stop is not None and stop.is_set():
+                    raise TrainingStopped(s)
+                lo = s * batch
+                width = min(batch, longest - lo)
+                cols = lo + np.arange(width)
+                valid = cols[None, :] < sizes[:, None]  # (k, width): real rows of the batch
+                active = valid.any(axis=1)
+                index = orders[:, lo : lo + width]
+                xb = X[rows, index]  # (k, width, d)
+                yb = y[rows, index]
+                m = valid.sum(axis=1).astype(np.float64)
+                m[m == 0] = 1.0
+                z = np.einsum("kbd,kd->kb", xb, weights) + bias[:, None]
+                losses = (np.logaddexp(0.0, z) - yb * z) * valid
+                dz = (np.exp(-np.logaddexp(0.0, -z)) - yb) * valid / m[:, None]
+                grad_w = np.einsum("kb,kbd->kd", dz, xb)
+                grad_b = dz.sum(axis=1)
+                if mu > 0.0:
+                    grad_w += mu * (weights - w0[:d])
+                    grad_b += mu * (bias - w0[d])
+                scale = np.where(active, lr, 0.0)
+                weights -= scale[:, None] * grad_w
+                bias -= scale * grad_b
+                total += losses.sum(axis=1)
+            epoch_loss = total / sizes
+    if not (np.isfinite(weights).all() and bool(np.isfinite(bias).all())):
+        from heliosfl.models.sgd import _diverged
+
+        _diverged(lr, int(steps_per_epoch.max()) * epochs)
+    metrics = _validation_figures(datas, weights, bias, d)
+    elapsed = (time.perf_counter() - started) / k
+    updates = []
+    for i, worker in enumerate(workers):
+        params = np.concatenate([weights[i], bias[i : i + 1]])
+        updates.append(
+            ModelUpdate(
+                model_id=context.model_id,
+                node_id=worker.node_id,
+                round_number=context.round_number,
+                delta=params - w0,
+                num_samples=int(sizes[i]),
+                loss=float(epoch_loss[i]),
+                metrics=metrics[i],
+                duration_secs=elapsed,
+            )
+        )
+    return updates
+
+
+def _validation_figures(
+    datas: Sequence[NodeData | None], weights: FloatArray, bias: FloatArray, d: int
+) -> list[dict[str, float]]:
+    """Each node's loss and accuracy on its own validation split, batched (as ``_evaluate``)."""
+    counts = np.array([0 if x is None else x.num_val_samples for x in datas], dtype=np.int64)
+    out: list[dict[str, float]] = [{} for _ in datas]
+    if counts.max(initial=0) == 0:
+        return out
+    k, longest = len(datas), int(counts.max())
+    X = np.zeros((k, longest, d))  # noqa: N806
+    y = np.zeros((k, longest))
+    for i, data in enumerate(datas):
+        if data is not None and data.X_val is not None and data.y_val is not None:
+            X[i, : counts[i]] = data.X_val
+            y[i, : counts[i]] = data.y_val
+    valid = np.arange(longest)[None, :] < counts[:, None]
+    z = np.einsum("kbd,kd->kb", X, weights) + bias[:, None]
+    loss = ((np.logaddexp(0.0, z) - y * z) * valid).sum(axis=1)
+    hits = (((z > 0.0).astype(np.float64) == y) & valid).sum(axis=1)
+    for i in (int(j) for j in np.flatnonzero(counts)):
+        out[i] = {
+            "val_loss": float(loss[i] / counts[i]),
+            "val_accuracy": float(hits[i] / counts[i]),
+            "val_samples": float(counts[i]),
+        }
+    return out
