@@ -79,14 +79,8 @@ def train_together(
     lr = context.learning_rate if config.learning_rate is None else config.learning_rate
     mu = context.prox_mu
     datas = [w.data for w in workers]
-    sizes = np.array([len(x) for x in datas if x is not None], dtype=np.int64)
+    X, y, sizes = _padded(datas, d)  # noqa: N806
     k, longest = len(workers), int(sizes.max())
-    X = np.zeros((k, longest, d))  # noqa: N806
-    y = np.zeros((k, longest))
-    for i, data in enumerate(datas):
-        assert data is not None  # noqa: S101
-        X[i, : len(data)] = data.X
-        y[i, : len(data)] = data.y
     rngs = [
         rng_for(context.seed, Stream.TRAINING, context.model_id, context.round_number, w.node_id)
         for w in workers
@@ -151,6 +145,37 @@ def train_together(
             )
         )
     return updates
+
+
+_PADDED: dict[
+    tuple[int, ...], tuple[FloatArray, FloatArray, npt.NDArray[np.int64], list[object]]
+] = {}
+
+
+def _padded(
+    datas: Sequence[NodeData | None], d: int
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """The nodes' rows stacked and padded, kept for the next round of the same nodes.
+
+    NodeData is immutable, so the same objects in the same order mean the same rows; the
+    cache holds one entry (the last round's nodes) and keeps those objects alive so their
+    ids stay theirs.
+    """
+    key = tuple(id(x) for x in datas)
+    found = _PADDED.get(key)
+    if found is not None:
+        return found[0], found[1], found[2]
+    sizes = np.array([0 if x is None else len(x) for x in datas], dtype=np.int64)
+    k, longest = len(datas), int(sizes.max())
+    X = np.zeros((k, longest, d))  # noqa: N806
+    y = np.zeros((k, longest))
+    for i, data in enumerate(datas):
+        if data is not None:
+            X[i, : len(data)] = data.X
+            y[i, : len(data)] = data.y
+    _PADDED.clear()
+    _PADDED[key] = (X, y, sizes, list(datas))
+    return X, y, sizes
 
 
 def _validation_figures(
