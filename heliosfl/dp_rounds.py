@@ -119,28 +119,12 @@ class PrivateRounds:
         assert self.plan is not None and self.is_checked(round_number)  # noqa: S101
         _, event, epsilon_after = self._pending  # type: ignore[misc]
         clip = float(state.get(CLIP_STATE_KEY, np.array([self.privacy.clip_norm]))[0])
-        if self.privacy.reproducible_noise:
-            rng = rng_for(
-                self.config.seed, Stream.NOISE, self.model_id, round_number, attempt=attempt
-            )
-        else:  # the noise must not be computable from anything public, the seed included
-            rng = np.random.default_rng(secrets.randbits(128))
+        rng = self._noise_rng(round_number, attempt)
         mean, next_clip = private_mean(deltas, self.plan, clip_norm=clip, rng=rng)
         inner = {k: v for k, v in state.items() if k != CLIP_STATE_KEY}
         new_params, new_state = strategy.aggregate(params, [mean], [1.0], inner)
         new_state = {**new_state, CLIP_STATE_KEY: np.array([next_clip])}
-        entry = self.ledger.entry(
-            event,
-            epsilon_after,
-            noise_multiplier=self.plan.noise_multiplier,
-            sampling=self.plan.sampling.value,
-            denominator=self.plan.denominator,
-            count_noise_multiplier=self.plan.count_noise_multiplier,
-            deterministic_subset=int(self.plan.deterministic_subset),
-            clip_norm=clip,
-            participants=len(deltas),
-        )
-        return new_params, new_state, entry
+        return new_params, new_state, self._entry(event, epsilon_after, clip, len(deltas))
 
     def aggregate_sum(
         self,
@@ -173,7 +157,16 @@ class PrivateRounds:
             total = total + draw(total.shape, scale, rng)
         mean = total / self.plan.denominator
         new_params, new_state = strategy.aggregate(params, [mean], [1.0], dict(state))
-        entry = self.ledger.entry(
+        placement = "distributed" if noise_added else "central"
+        entry = self._entry(event, epsilon_after, clip, participants, secure_aggregation=placement)
+        return new_params, new_state, entry
+
+    def _entry(
+        self, event: Any, epsilon_after: float, clip: float, participants: int, **extra: str
+    ) -> dict[str, Any]:
+        """The ledger entry of a round: its event and the plan it was charged under."""
+        assert self.plan is not None  # noqa: S101
+        return self.ledger.entry(
             event,
             epsilon_after,
             noise_multiplier=self.plan.noise_multiplier,
@@ -183,11 +176,11 @@ class PrivateRounds:
             deterministic_subset=int(self.plan.deterministic_subset),
             clip_norm=clip,
             participants=participants,
-            secure_aggregation="distributed" if noise_added else "central",
+            **extra,
         )
-        return new_params, new_state, entry
 
     def _noise_rng(self, round_number: int, attempt: int) -> np.random.Generator:
+        """The round's noise stream: OS entropy unless ``reproducible_noise`` (teaching)."""
         if self.privacy.reproducible_noise:
             return rng_for(
                 self.config.seed, Stream.NOISE, self.model_id, round_number, attempt=attempt

@@ -115,6 +115,35 @@ def check_id(name: str, value: Any, *, max_chars: int = 200) -> str:
     return value
 
 
+def check_private_id(
+    name: str, value: Any, *, max_chars: int = 200, show_length: bool = True
+) -> str:
+    """Return ``value`` if it is a printable str of 1 to `max_chars` characters (valid UTF-8).
+
+    For ids that may identify a person (record ids, data subjects): the message never
+    echoes the value, only its type (and, with `show_length`, a str's length).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name``.
+    """
+    if isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
+    kind = type(value).__name__
+    shown = (
+        f"<{kind} of length {len(value)}>"
+        if show_length and isinstance(value, str)
+        else f"<{kind}>"
+    )
+    raise ConfigError(name, shown, f"a printable str of 1 to {max_chars} characters")
+
+
 class _Type(str):
     """A value shown by its type only."""
 

@@ -147,6 +147,20 @@ def train_together(
     return updates
 
 
+def _pad(
+    parts: Sequence[tuple[npt.ArrayLike, npt.ArrayLike] | None], d: int
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """Rows ``(X, y)`` of each node stacked and zero-padded to the longest, with the counts."""
+    sizes = np.array([0 if part is None else len(part[1]) for part in parts], dtype=np.int64)  # type: ignore[arg-type]
+    X = np.zeros((len(parts), int(sizes.max(initial=0)), d))  # noqa: N806
+    y = np.zeros(X.shape[:2])
+    for i, part in enumerate(parts):
+        if part is not None:
+            X[i, : sizes[i]] = part[0]
+            y[i, : sizes[i]] = part[1]
+    return X, y, sizes
+
+
 _PADDED: dict[
     tuple[int, ...], tuple[FloatArray, FloatArray, npt.NDArray[np.int64], list[object]]
 ] = {}
@@ -165,14 +179,7 @@ def _padded(
     found = _PADDED.get(key)
     if found is not None:
         return found[0], found[1], found[2]
-    sizes = np.array([0 if x is None else len(x) for x in datas], dtype=np.int64)
-    k, longest = len(datas), int(sizes.max())
-    X = np.zeros((k, longest, d))  # noqa: N806
-    y = np.zeros((k, longest))
-    for i, data in enumerate(datas):
-        if data is not None:
-            X[i, : len(data)] = data.X
-            y[i, : len(data)] = data.y
+    X, y, sizes = _pad([(x.X, x.y) if x is not None else None for x in datas], d)  # noqa: N806
     _PADDED.clear()
     _PADDED[key] = (X, y, sizes, list(datas))
     return X, y, sizes
@@ -182,18 +189,17 @@ def _validation_figures(
     datas: Sequence[NodeData | None], weights: FloatArray, bias: FloatArray, d: int
 ) -> list[dict[str, float]]:
     """Each node's loss and accuracy on its own validation split, batched (as ``_evaluate``)."""
-    counts = np.array([0 if x is None else x.num_val_samples for x in datas], dtype=np.int64)
+    splits = [
+        (x.X_val, x.y_val)
+        if x is not None and x.X_val is not None and x.y_val is not None
+        else None
+        for x in datas
+    ]
     out: list[dict[str, float]] = [{} for _ in datas]
-    if counts.max(initial=0) == 0:
+    if all(split is None for split in splits):
         return out
-    k, longest = len(datas), int(counts.max())
-    X = np.zeros((k, longest, d))  # noqa: N806
-    y = np.zeros((k, longest))
-    for i, data in enumerate(datas):
-        if data is not None and data.X_val is not None and data.y_val is not None:
-            X[i, : counts[i]] = data.X_val
-            y[i, : counts[i]] = data.y_val
-    valid = np.arange(longest)[None, :] < counts[:, None]
+    X, y, counts = _pad(splits, d)  # noqa: N806
+    valid = np.arange(X.shape[1])[None, :] < counts[:, None]
     z = np.einsum("kbd,kd->kb", X, weights) + bias[:, None]
     loss = ((np.logaddexp(0.0, z) - y * z) * valid).sum(axis=1)
     hits = (((z > 0.0).astype(np.float64) == y) & valid).sum(axis=1)

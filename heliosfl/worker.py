@@ -302,8 +302,8 @@ class FederatedWorker:
         reason = None
         if not self._online:
             reason = "node offline: unreachable"
-        elif self.fault is not None and self.fault.unreachable(context.round_number):
-            reason = self.fault.unreachable(context.round_number)
+        elif self.fault is not None and (cut := self.fault.unreachable(context.round_number)):
+            reason = cut
         elif plan.dropout:
             reason = "dropped out: no answer"
         if reason is not None:

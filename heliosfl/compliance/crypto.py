@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from heliosfl.compliance.keys import KEY_BYTES, KeyEncryptionKey
 from heliosfl.errors import ComplianceError, ConfigError
 from heliosfl.store import Workspace
+from heliosfl.validation import check_private_id
 
 __all__ = ["EncryptedPhi", "PhiVault"]
 
@@ -98,25 +99,10 @@ def _shredded(record_id: str, when: str) -> ComplianceError:
 def check_id(name: str, value: object) -> str:
     """Return ``value`` if it is a printable str of 1-200 characters that UTF-8 can encode.
 
-    Raises
-    ------
-    ConfigError
-        Naming ``name``; the message describes the value by type and length only.
+    Record ids can identify people (the guide's "patient_12345"), so the message describes
+    the value by type and length only (:func:`heliosfl.validation.check_private_id`).
     """
-    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-        else:
-            return value
-    # never echo an id: record ids can identify people (the guide's "patient_12345")
-    shown = (
-        f"<{type(value).__name__} of length {len(value)}>"
-        if isinstance(value, str)
-        else (f"<{type(value).__name__}>")
-    )
-    raise ConfigError(name, shown, "a printable str of 1 to 200 characters")
+    return check_private_id(name, value)
 
 
 class PhiVault:

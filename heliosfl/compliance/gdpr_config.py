@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from heliosfl.errors import ConfigError
+from heliosfl.validation import check_private_id
 
 __all__ = ["TRAINING_PURPOSE", "DataCategory", "GdprConfig", "check_user_id"]
 
@@ -159,7 +160,4 @@ def check_user_id(user_id: object) -> str:
     ConfigError
         Otherwise; the message shows the type, never the id (it identifies a person).
     """
-    if isinstance(user_id, str) and 0 < len(user_id) <= 150 and user_id.isprintable():
-        return user_id
-    shown = f"<{type(user_id).__name__}>"
-    raise ConfigError("user_id", shown, "a printable str of 1 to 150 characters")
+    return check_private_id("user_id", user_id, max_chars=150, show_length=False)

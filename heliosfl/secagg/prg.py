@@ -112,6 +112,16 @@ def _operand(value: RingOperand, name: str, bits: int) -> NDArray[np.uint64]:
     raise ConfigError(name, type(value).__name__, "an unsigned int array or an int")
 
 
+def _ring(op: np.ufunc, a: RingOperand, b: RingOperand, modulus_bits: int) -> RingArray:
+    """``op(a, b) mod 2**modulus_bits`` in uint64 (which wraps modulo 2**64, a multiple)."""
+    bits = _check_bits(modulus_bits)
+    x, y = _operand(a, "a", bits), _operand(b, "b", bits)
+    out = np.empty(np.broadcast_shapes(x.shape, y.shape), dtype=np.uint64)
+    op(x, y, out=out)
+    np.bitwise_and(out, _mask_of(bits), out=out)
+    return out
+
+
 def ring_add(a: RingOperand, b: RingOperand, modulus_bits: int) -> RingArray:
     """``(a + b) mod 2**modulus_bits``, elementwise, in uint64.
 
@@ -124,12 +134,7 @@ def ring_add(a: RingOperand, b: RingOperand, modulus_bits: int) -> RingArray:
     ConfigError
         If an operand is a signed or float array, or `modulus_bits` is outside [1, 64].
     """
-    bits = _check_bits(modulus_bits)
-    x, y = _operand(a, "a", bits), _operand(b, "b", bits)
-    out = np.empty(np.broadcast_shapes(x.shape, y.shape), dtype=np.uint64)
-    np.add(x, y, out=out)
-    np.bitwise_and(out, _mask_of(bits), out=out)
-    return out
+    return _ring(np.add, a, b, modulus_bits)
 
 
 def ring_sub(a: RingOperand, b: RingOperand, modulus_bits: int) -> RingArray:
@@ -140,12 +145,7 @@ def ring_sub(a: RingOperand, b: RingOperand, modulus_bits: int) -> RingArray:
     ConfigError
         If an operand is a signed or float array, or `modulus_bits` is outside [1, 64].
     """
-    bits = _check_bits(modulus_bits)
-    x, y = _operand(a, "a", bits), _operand(b, "b", bits)
-    out = np.empty(np.broadcast_shapes(x.shape, y.shape), dtype=np.uint64)
-    np.subtract(x, y, out=out)
-    np.bitwise_and(out, _mask_of(bits), out=out)
-    return out
+    return _ring(np.subtract, a, b, modulus_bits)
 
 
 def ring_sum(vectors: Sequence[NDArray[Any]], modulus_bits: int, length: int) -> RingArray:

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,49 @@ def _free_port() -> int:
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
         return json.loads(response.read())
+
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _launch(p: Any) -> Any:
+    """Debian's Chromium, headless, with nothing that reaches the network."""
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _wait_until_up(url: str, what: str) -> None:
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=5).close()  # noqa: S310 - 127.0.0.1 only
+            return
+        except OSError:
+            time.sleep(0.25)
+    pytest.fail(f"{what} did not start")
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _await_kernel(base: str, seconds: float, what: str) -> None:
+    """Poll the server until a kernel has a connected websocket and is idle."""
+    deadline = time.monotonic() + seconds
+    while not _kernel_ready(base):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module", params=["JupyterLab Light", "JupyterLab Dark"])
@@ -87,21 +131,10 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                _get(f"{base}/api/status")
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("JupyterLab did not start")
+        _wait_until_up(f"{base}/api/status", "JupyterLab")
         yield base + "#" + request.param.split()[-1].lower()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
 
 
 def _kernel_ready(base: str) -> bool:
@@ -114,26 +147,11 @@ def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
     lab, theme = lab.split("#")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         try:
             page.goto(f"{lab}/lab/tree/{NOTEBOOK}?reset", timeout=60_000)
-            deadline = time.monotonic() + 90
-            while not _kernel_ready(lab):  # the toolbar says idle before the socket connects
-                assert time.monotonic() < deadline, "the kernel never became idle"
-                time.sleep(0.5)
+            _await_kernel(lab, 90, "the kernel never became idle")
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
@@ -161,10 +179,7 @@ def test_notebook_03_trains_live_in_jupyterlab(lab: str) -> None:
             # Start and watch the new run's grid appear and change state.
             launcher = page.locator(".heliosfl-launcher").last
             launcher.wait_for(state="visible", timeout=180_000)
-            deadline = time.monotonic() + 180
-            while not _kernel_ready(lab):  # Run All has finished
-                assert time.monotonic() < deadline, "the notebook never finished"
-                time.sleep(0.5)
+            _await_kernel(lab, 180, "the notebook never finished")
             grids_before = page.locator(".heliosfl-cluster-grid").count()
             start = launcher.locator("button", has_text="Start")
             start.scroll_into_view_if_needed()
@@ -200,17 +215,11 @@ def test_notebook_03_runs_in_notebook_7(lab: str) -> None:
     pytest.importorskip("notebook")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{base}/notebooks/{NOTEBOOK}", timeout=60_000)
-            deadline = time.monotonic() + 90
-            while not _kernel_ready(base):
-                assert time.monotonic() < deadline, "the kernel never became idle"
-                time.sleep(0.5)
+            _await_kernel(base, 90, "the kernel never became idle")
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             page.wait_for_function(
@@ -253,17 +262,9 @@ def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base, timeout=5).close()
-                break
-            except OSError:
-                time.sleep(0.25)
+        _wait_until_up(base, "Voila")
         with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            )
+            browser = _launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             try:
                 page.goto(base, timeout=180_000)  # Voila runs the whole notebook first
@@ -279,9 +280,5 @@ def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
                 page.screenshot(path=str(ARTIFACTS / "03_voila_page.png"))
                 browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
     assert (ARTIFACTS / "03_voila_grid.png").read_bytes().startswith(b"\x89PNG")

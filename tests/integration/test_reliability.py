@@ -127,14 +127,25 @@ async def test_a_partitioned_node_is_marked_unavailable_then_readmitted_automati
     assert "n001" in history[-1].participating_nodes
 
 
-async def test_a_node_that_keeps_crashing_is_probed_with_backoff(cancer):
+async def test_a_node_that_keeps_crashing_is_probed_with_backoff(cancer, monkeypatch):
     nodes, test = cancer
     faults = {"n000": fl.NodeFault.crash()}
-    _, coordinator = await federation(config(), nodes[:3], test, faults)
+    engine, coordinator = await federation(config(), nodes[:3], test, faults)
+    probed: list[int] = []
+    worker = engine.get_worker("n000")
+    original = worker.answers_probe
+
+    def counting(seed: int, model_id: str, round_number: int) -> bool:
+        probed.append(round_number)
+        return original(seed, model_id, round_number)
+
+    monkeypatch.setattr(worker, "answers_probe", counting)
     for _ in range(12):
         await coordinator.run_round()
     node = {n.node_id: n for n in await coordinator.list_nodes()}["n000"]
     assert not node.available and node.recoveries == 0 and node.failures == 3
+    # unavailable after round 3; probed before rounds 4, 6 and 10 (waits of 1, 2, 4)
+    assert probed == [4, 6, 10]
 
 
 async def test_quorum_counts_available_nodes_only(cancer):
