@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,14 +62,34 @@ def _launch(p: Any) -> Any:
     return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def _wait_until_up(url: str, what: str) -> None:
+LOGS: dict[str, Path] = {}  # server base URL -> its stdout and stderr
+
+
+def _log_tail(base: str, lines: int = 40) -> str:
+    """The end of a server's log, for a failure message."""
+    log = LOGS.get(base)
+    if log is None or not log.exists():
+        return "(no server log)"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _serve(command: list[str], base: str, log: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a server whose output goes to ``log`` (quoted when a check fails)."""
+    LOGS[base] = log
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter
+            command, stdout=out, stderr=subprocess.STDOUT, **popen
+        )
+
+
+def _wait_until_up(url: str, base: str, what: str) -> None:
     for _ in range(240):
         try:
             urllib.request.urlopen(url, timeout=5).close()  # noqa: S310 - 127.0.0.1 only
             return
         except OSError:
             time.sleep(0.25)
-    pytest.fail(f"{what} did not start")
+    pytest.fail(f"{what} did not start. Server log:\n{_log_tail(base)}")
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
@@ -83,7 +104,7 @@ def _await_kernel(base: str, seconds: float, what: str) -> None:
     """Poll the server until a kernel has a connected websocket and is idle."""
     deadline = time.monotonic() + seconds
     while not _kernel_ready(base):
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, f"{what}. Server log:\n{_log_tail(base)}"
         time.sleep(0.5)
 
 
@@ -126,19 +147,22 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ]
     if hasattr(os, "getuid") and os.getuid() == 0:
         command.append("--allow-root")
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     base = f"http://127.0.0.1:{port}"
+    server = _serve(command, base, home / "server.log", env=env)
     try:
-        _wait_until_up(f"{base}/api/status", "JupyterLab")
+        _wait_until_up(f"{base}/api/status", base, "JupyterLab")
         yield base + "#" + request.param.split()[-1].lower()
     finally:
         _stop(server)
 
 
 def _kernel_ready(base: str) -> bool:
-    kernels = _get(f"{base}/api/kernels")
+    try:
+        kernels = _get(f"{base}/api/kernels")
+    except urllib.error.HTTPError as exc:  # a kernel mid-start can make the listing fail
+        if exc.code < 500:
+            raise
+        return False
     assert isinstance(kernels, list)
     return any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle" for k in kernels)
 
@@ -244,25 +268,20 @@ def test_notebook_03_renders_as_a_voila_dashboard(tmp_path: Path) -> None:
         "JUPYTER_DATA_DIR": str(tmp_path / "data"),
         "HELIOSFL_KEY_DIR": str(tmp_path / "keys"),
     }
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter
-        [
-            sys.executable,
-            "-m",
-            "voila",
-            NOTEBOOK,
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    base = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "voila",
+        NOTEBOOK,
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+    ]
+    server = _serve(command, base, tmp_path / "server.log", cwd=tmp_path, env=env)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_until_up(base, "Voila")
+        _wait_until_up(base, base, "Voila")
         with playwright_api.sync_playwright() as p:
             browser = _launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
