@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,12 @@ class RoundDispatch:
         """
         round_number = self.round_number
         present = [workers[n] for n in selected if n in workers]
+        remote = getattr(self._backend, "train_nodes", None)
+        if remote is not None and len(present) == len(selected):
+            from heliosfl.backends.dask import remote_ready
+
+            if remote_ready(present, context):
+                return await self._run_remote(remote, present, context)
         if len(present) == len(selected) and batchable(present, context):
             return await self._run_together(present, context)
         timeout = self.timeout_secs
@@ -146,6 +152,36 @@ class RoundDispatch:
                 self._publish_failure(node_id, round_number, outcome, timed_out=False)
         return {n: outcomes[n] for n in selected}
 
+    async def _run_remote(
+        self,
+        remote: Callable[..., Awaitable[dict[str, ModelUpdate | str]]],
+        workers: Sequence[FederatedWorker],
+        context: TrainContext,
+    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
+        """All nodes on a cluster where their data lives (see :mod:`heliosfl.backends.dask`)."""
+        outcomes = await remote(workers, context, timeout_secs=self.timeout_secs)
+        self._publish(outcomes)
+        return dict(outcomes)
+
+    def _publish(self, outcomes: Mapping[str, ModelUpdate | MaskedUpdate | str]) -> None:
+        """One event per node of a round trained in one go."""
+        for node_id, outcome in outcomes.items():
+            if isinstance(outcome, str):
+                self._publish_failure(
+                    node_id, self.round_number, outcome, timed_out=outcome.startswith("timeout")
+                )
+                continue
+            self._events.publish(
+                NodeFinished(
+                    model_id=self.model_id,
+                    round_number=self.round_number,
+                    node_id=node_id,
+                    loss=None if self.private else outcome.loss,
+                    num_samples=outcome.num_samples,
+                    duration_secs=outcome.duration_secs,
+                )
+            )
+
     async def _run_together(
         self, workers: Sequence[FederatedWorker], context: TrainContext
     ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
@@ -165,18 +201,12 @@ class RoundDispatch:
                 outcomes[worker.node_id] = reason
                 self._publish_failure(worker.node_id, self.round_number, reason, timed_out=False)
             return outcomes
-        for update in updates:
-            outcomes[update.node_id] = update
-            self._events.publish(
-                NodeFinished(
-                    model_id=self.model_id,
-                    round_number=self.round_number,
-                    node_id=update.node_id,
-                    loss=None if self.private else update.loss,
-                    num_samples=update.num_samples,
-                    duration_secs=update.duration_secs,
-                )
-            )
+        for worker, update in zip(workers, updates, strict=True):
+            if isinstance(update, Exception):  # this node alone failed
+                outcomes[worker.node_id] = failure_reason(update, stop)[0]
+            else:
+                outcomes[worker.node_id] = update
+        self._publish(outcomes)
         return outcomes
 
     def _settle(

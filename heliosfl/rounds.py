@@ -136,6 +136,10 @@ def check_updates(
     accepted: list[ModelUpdate] = []
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
+    # Membership tests per update: sets, or a 10,000-node round checks in O(n^2).
+    registered = registered if isinstance(registered, set | frozenset) else set(registered)
+    if selected is not None and not isinstance(selected, set | frozenset):
+        selected = set(selected)
     for update in updates:
         reason = check_update(
             update,
