@@ -67,10 +67,12 @@ class FederatedLearningEngine:
     workspace : Workspace or None
         Where history and checkpoints are kept. ``None``: a fresh in-memory workspace
         owned (and closed) by the engine, so nothing persists.
-    backend : {"inline"} or Backend
-        Where local training runs.
+    backend : {"inline", "process", "dask"} or Backend
+        Where local training runs: threads in the kernel (default), or a Dask
+        LocalCluster of worker processes holding the nodes' data (``"process"`` and
+        ``"dask"``); ``fl.DaskBackend("tcp://host:8786")`` uses an existing cluster.
     max_workers : int or None
-        Threads of the inline backend.
+        Threads of the inline backend; worker processes of a LocalCluster.
 
     Raises
     ------
@@ -127,7 +129,11 @@ class FederatedLearningEngine:
         if runs:
             await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
         if self._owns_backend:
-            self.backend.close()
+            closing = getattr(self.backend, "aclose", None)
+            if closing is not None:  # a cluster shuts down asynchronously
+                await closing()
+            else:
+                self.backend.close()
         self.events.close()
         if self._owns_workspace:
             await asyncio.to_thread(self.workspace.close)  # may wait for a commit

@@ -122,9 +122,13 @@ def make_backend(backend: str | Backend, *, max_workers: int | None = None) -> B
     Parameters
     ----------
     backend : str or Backend
-        ``"inline"`` or a :class:`Backend` instance.
+        ``"inline"`` (threads in the kernel), ``"process"`` or ``"dask"`` (a
+        :class:`~heliosfl.backends.DaskBackend` on a LocalCluster of worker processes;
+        pass ``DaskBackend("tcp://host:8786")`` for an existing cluster), or a
+        :class:`Backend` instance.
     max_workers : int or None
-        Threads of the inline backend.
+        Threads of the inline backend; worker processes of ``"process"`` and ``"dask"``
+        (default: the machine's cores, at most 8).
 
     Raises
     ------
@@ -137,4 +141,13 @@ def make_backend(backend: str | Backend, *, max_workers: int | None = None) -> B
         from heliosfl.backends.inline import InlineBackend
 
         return InlineBackend(max_workers=max_workers)
-    raise ConfigError("backend", backend, "'inline' or a Backend instance")
+    if backend in ("dask", "process"):
+        import os
+
+        from heliosfl.backends.dask import DaskBackend
+
+        workers = max_workers if max_workers is not None else max(1, min(os.cpu_count() or 1, 8))
+        return DaskBackend(n_workers=workers, name=str(backend))
+    raise ConfigError(
+        "backend", backend, "'inline', 'process', 'dask' or a Backend instance (e.g. DaskBackend)"
+    )

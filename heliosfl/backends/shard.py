@@ -1,0 +1,116 @@
+"""What runs on a remote worker process: a shard of nodes and their local training.
+
+A :class:`NodeShard` is the data of the nodes placed on one Dask worker, sent there once
+and kept (as scattered data) until the placement changes. Each round the kernel sends the
+global model (a :class:`~heliosfl.worker.TrainContext`) and the ids of the shard's selected
+nodes; :func:`train_shard` trains them where the data lives with the same code as the
+in-kernel path (batched when :func:`~heliosfl.vectorised.batchable`, node by node
+otherwise), so the same seed gives the same model on every backend.
+
+This module is imported on the workers, so it depends on nothing but heliosfl itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from heliosfl.backends.base import JobHandle, StopFlag
+from heliosfl.config import WorkerConfig
+from heliosfl.data import NodeData
+from heliosfl.errors import ClosedError
+from heliosfl.models.base import _NumpyModel
+from heliosfl.records import ModelUpdate
+from heliosfl.worker import FederatedWorker, TrainContext, failure_reason
+
+__all__ = ["NodeShard", "train_shard"]
+
+
+@dataclass(frozen=True, eq=False)
+class NodeShard:
+    """The nodes one remote worker holds: ``node_id -> (WorkerConfig, NodeData)``."""
+
+    nodes: dict[str, tuple[WorkerConfig, NodeData]]
+
+
+class _Detached:
+    """The backend of a node replica on a remote worker: it only trains synchronously."""
+
+    name = "detached"
+
+    async def run(self, fn: Callable[..., Any], /, *args: Any) -> NoReturn:
+        raise ClosedError("a remote node replica's backend")
+
+    def submit_many(
+        self,
+        calls: Sequence[Callable[[], Any]],
+        *,
+        stops: Sequence[StopFlag] | None = None,
+        budgets_secs: Sequence[float] | None = None,
+    ) -> list[JobHandle[Any]]:
+        raise ClosedError("a remote node replica's backend")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _no_coordinator(node_id: str, model_id: str | None) -> NoReturn:
+    raise ClosedError(f"node {node_id!r}'s coordinator (it lives in the kernel)")
+
+
+#: Node replicas of the shards this process holds, by ``id(shard)`` (the shard is kept
+#: alive alongside, so the id stays its own). Replicas keep their validation cache.
+_REPLICAS: dict[int, tuple[NodeShard, dict[str, FederatedWorker]]] = {}
+_KEEP = 4
+_MODELS: dict[_NumpyModel, _NumpyModel] = {}
+
+
+def _replicas(shard: NodeShard) -> dict[str, FederatedWorker]:
+    found = _REPLICAS.get(id(shard))
+    if found is not None and found[0] is shard:
+        return found[1]
+    workers = {
+        node_id: FederatedWorker(config, data, backend=_Detached(), resolve=_no_coordinator)
+        for node_id, (config, data) in shard.nodes.items()
+    }
+    if len(_REPLICAS) >= _KEEP:
+        _REPLICAS.pop(next(iter(_REPLICAS)))
+    _REPLICAS[id(shard)] = (shard, workers)
+    return workers
+
+
+def train_shard(
+    shard: NodeShard, node_ids: Sequence[str], context: TrainContext
+) -> list[ModelUpdate | str]:
+    """Train the shard's nodes `node_ids` for `context`; an update or a failure reason each.
+
+    Runs on the worker that holds `shard`.
+    """
+    from heliosfl.vectorised import batchable, train_together
+
+    # One model object per architecture in this process, so each node's data is
+    # validated against it once (contexts arrive unpickled, a new object every round).
+    if isinstance(context.model, _NumpyModel):  # built-ins compare by architecture
+        model = _MODELS.setdefault(context.model, context.model)
+        if model is not context.model:
+            context = dataclasses.replace(context, model=model)
+    replicas = _replicas(shard)
+    workers = [replicas[n] for n in node_ids]
+    stop = StopFlag()
+    if batchable(workers, context):
+        outcomes: list[Any] = list(train_together(workers, context, stop))
+    else:
+        outcomes = []
+        for worker in workers:
+            try:
+                outcomes.append(worker._train_sync(context, StopFlag(), None, worker.data))
+            except Exception as exc:  # the node failed, not the shard
+                outcomes.append(exc)
+    return [
+        outcome
+        if isinstance(outcome, ModelUpdate)
+        else failure_reason(outcome, stop)[0] or "stopped"
+        for outcome in outcomes
+    ]
