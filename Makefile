@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+# Flower and Ray for `make bench-flower` only, in a venv of their own (never in .venv)
+FLOWER_VENV  := .venv-flower
+FLOWER_BIN   := $(FLOWER_VENV)/bin
+FLOWER_STAMP := $(FLOWER_VENV)/.installed-flower
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=120
 
-.PHONY: install lab voila test test-fast test-slow lint demo bench clean
+.PHONY: install lab voila test test-fast test-slow lint demo bench bench-flower clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +46,8 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/heliosfl demo
 
-## make bench: every benchmark, one JSON line each
+## make bench: every benchmark, one JSON line each (not bench-flower: that one installs
+## Flower and Ray, so it is a target of its own)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/round_throughput.py
 	$(BIN)/python benchmarks/accuracy_bars.py
@@ -52,5 +57,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/robustness.py
 	$(BIN)/python benchmarks/fault_tolerance.py
 
+$(FLOWER_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_BIN)/python -m pip install --quiet -e . 'flwr[simulation]==1.42.*'
+	touch $(FLOWER_STAMP)
+
+## make bench-flower: seconds per round, heliosfl against Flower 1.42's simulation engine
+## (Ray), one JSON line. Not in `make bench`: it installs Flower and Ray, into .venv-flower.
+bench-flower: $(FLOWER_STAMP)
+	$(FLOWER_BIN)/python benchmarks/flower_comparison.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(FLOWER_VENV) .pytest_cache .mypy_cache .ruff_cache build dist

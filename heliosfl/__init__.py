@@ -76,10 +76,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Load ``heliosfl.privacy`` and ``heliosfl.ui`` on first use.
+    """Load ``heliosfl.privacy``, ``heliosfl.ui`` and ``DaskBackend`` on first use.
 
-    dp-accounting takes about a second to import; the widgets need the ``[jupyter]`` extra.
+    dp-accounting takes about a second to import; the widgets need the ``[jupyter]`` extra
+    and the Dask backend the ``[dask]`` extra.
     """
+    if name == "DaskBackend":
+        return importlib.import_module("heliosfl.backends.dask").DaskBackend
     if name == "privacy":
         return importlib.import_module("heliosfl.privacy")
     if name == "ui":
@@ -107,6 +110,7 @@ __all__ = [
     "CoordinateMedian",
     "Coordinator",
     "CoordinatorState",
+    "DaskBackend",
     "DataCategory",
     "DifferentialPrivacyConfig",
     "EventBus",

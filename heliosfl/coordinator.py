@@ -52,7 +52,7 @@ from heliosfl.records import (
     RoundStatus,
     StopReason,
 )
-from heliosfl.registry import NodeRegistry
+from heliosfl.registry import NodeRegistry, RoundNotes
 from heliosfl.rounds import check_updates, summarize_round
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
@@ -484,7 +484,10 @@ class Coordinator:
             if node_id not in contributors and node_id not in failures:
                 failures[node_id] = "no update received"
         required = self.config.round_config.min_nodes_per_round
-        record = summarize_round(round_number, accepted, failures, selected, started_at)
+        # Off the loop: at 10,000 nodes the record's per-node figures take tens of ms.
+        record = await asyncio.to_thread(
+            summarize_round, round_number, accepted, failures, selected, started_at
+        )
         if private is not None:  # no per-node figures leave the accounting
             record = replace(record, node_figures={}, aggregated_loss=None)
         if len(accepted) < required:
@@ -527,9 +530,10 @@ class Coordinator:
             if (write := hook(round_number, record.participating_nodes, new_params, new_state))
             is not None
         ]
-        await self._persist(
-            functools.partial(
-                self._workspace.commit_round,
+        notes: list[RoundNotes] = []
+
+        def persist() -> None:  # off the loop: at 10,000 nodes each step takes tens of ms
+            self._workspace.commit_round(
                 self.model_id,
                 round_number,
                 record.to_dict(),
@@ -537,8 +541,14 @@ class Coordinator:
                 new_state,
                 entry,
                 extra_writes=extra,
-            ),
-            functools.partial(self._apply_committed, record, new_params, new_state, entry),
+            )
+            notes.append(
+                self._nodes.plan_round(record.node_figures, record.failed_nodes, committed=True)
+            )
+
+        await self._persist(
+            persist,
+            functools.partial(self._apply_committed, record, new_params, new_state, entry, notes),
         )
         self._events.publish(RoundCompleted(model_id=self.model_id, record=record))
         return record
@@ -574,6 +584,7 @@ class Coordinator:
         params: FloatArray,
         state: dict[str, FloatArray],
         entry: dict[str, Any] | None,
+        notes: list[RoundNotes],
     ) -> None:
         if self._private is not None and entry is not None:
             self._private.charge(entry)
@@ -581,7 +592,7 @@ class Coordinator:
         self._strategy_state = state
         self._round = record.round_number
         self._history.append(record)
-        self._nodes.note_round(record.node_figures, record.failed_nodes, committed=True)
+        self._nodes.apply(notes[0])  # planned off the loop by the write
         self.stop_reason = check_convergence(self._history, self.config.round_config)
 
     async def rewind(
@@ -750,11 +761,8 @@ class Coordinator:
             duration_secs=time.perf_counter() - started_clock,
         )
         await self._persist(
-            functools.partial(
-                self._workspace.record_failed_round,
-                self.model_id,
-                record.round_number,
-                record.to_dict(),
+            lambda: self._workspace.record_failed_round(
+                self.model_id, record.round_number, record.to_dict()
             ),
             functools.partial(self._apply_failed, record),
         )

@@ -55,6 +55,11 @@ MIN_NODES = 32
 #: one stack of all of them, whose every update streams through memory.
 CHUNK_VALUES = 1 << 17
 
+#: Most nodes in one chunk: numpy holds the GIL through each call (a gather of the batch
+#: rows, say), so chunks this small keep every call to a few milliseconds and the
+#: kernel's event loop, waiting for the GIL, responsive while 10,000 nodes train.
+MAX_CHUNK_NODES = 256
+
 _MODELS = (LogisticRegression, SoftmaxRegression, MLP)
 
 
@@ -233,7 +238,7 @@ def train_together(
     sizes = np.array([len(workers[i].data) for i in usable], dtype=np.int64)  # type: ignore[arg-type]
     steps = -(-sizes // batch)  # ceil
     order = [usable[j] for j in np.argsort(-steps, kind="stable")]
-    chunk = max(1, CHUNK_VALUES // net.num_params)
+    chunk = max(1, min(MAX_CHUNK_NODES, CHUNK_VALUES // net.num_params))
     for lo in range(0, len(order), chunk):
         part = order[lo : lo + chunk]
         results = _train_chunk(net, [workers[i] for i in part], context, stop)

@@ -3,15 +3,17 @@
 A :class:`NodeShard` is the data of the nodes placed on one Dask worker, sent there once
 and kept (as scattered data) until the placement changes. Each round the kernel sends the
 global model (a :class:`~heliosfl.worker.TrainContext`) and the ids of the shard's selected
-nodes; :func:`train_shard` trains them where the data lives with the same code as the
-in-kernel path (batched when :func:`~heliosfl.vectorised.batchable`, node by node
-otherwise), so the same seed gives the same model on every backend.
+nodes straight to the worker (:func:`train_on_worker`); :func:`train_shard` trains them
+where the data lives with the same code as the in-kernel path (batched when
+:func:`~heliosfl.vectorised.batchable`, node by node otherwise), so the same seed gives
+the same model on every backend.
 
 This module is imported on the workers, so it depends on nothing but heliosfl itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from heliosfl.models.base import _NumpyModel
 from heliosfl.records import ModelUpdate
 from heliosfl.worker import FederatedWorker, TrainContext, failure_reason
 
-__all__ = ["NodeShard", "train_shard"]
+__all__ = ["NodeShard", "train_on_worker", "train_shard"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,3 +116,15 @@ def train_shard(
         else failure_reason(outcome, stop)[0] or "stopped"
         for outcome in outcomes
     ]
+
+
+async def train_on_worker(
+    shard_key: str, node_ids: Sequence[str], context: TrainContext, dask_worker: Any = None
+) -> list[ModelUpdate | str]:
+    """:func:`train_shard` on the Dask worker holding the shard scattered under `shard_key`.
+
+    Called by ``Client.run`` straight on the worker (one message each way, no scheduler
+    hop); training runs in a thread so the worker's event loop keeps answering heartbeats.
+    """
+    shard = dask_worker.data[shard_key]
+    return await asyncio.to_thread(train_shard, shard, node_ids, context)
