@@ -31,7 +31,7 @@ LOGISTIC = {"model_type": "logistic_regression", "input_dim": 6}
 MLP = {"model_type": "mlp", "input_dim": 6, "hidden_layers": (16,), "num_classes": 3}
 
 
-async def run(backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None):
+async def run(backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None, **config):
     data, test = fl.data.synthetic_sites(
         num_sites=nodes,
         samples_per_site=(10, 60),
@@ -49,6 +49,7 @@ async def run(backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None):
             node_timeout_secs=60,
         ),
         seed=7,
+        **config,
     )
     async with fl.FederatedLearningEngine(config, backend=backend) as engine:
         if isinstance(model, dict):
@@ -77,6 +78,27 @@ async def test_same_seed_same_model_on_inline_process_and_dask(model, classes):
     assert all(len(r.participating_nodes) == 40 for r in records)
     np.testing.assert_allclose(process, inline, rtol=0, atol=1e-9)
     np.testing.assert_allclose(dask, inline, rtol=0, atol=1e-9)
+
+
+async def test_differential_privacy_on_the_cluster_gives_the_in_kernel_model():
+    private = {
+        "enable_privacy": True,
+        "privacy_config": fl.DifferentialPrivacyConfig(
+            epsilon=20.0, delta=1e-5, reproducible_noise=True
+        ),
+    }
+    inline, _ = await run("inline", LOGISTIC, **private)
+    dask, records = await run("dask", LOGISTIC, **private)
+    assert len(records[-1].participating_nodes) == 40
+    np.testing.assert_allclose(dask, inline, rtol=0, atol=1e-9)
+
+
+async def test_secure_aggregation_rounds_train_in_the_kernel_on_a_dask_backend():
+    secure = {"secure_aggregation": fl.SecureAggregationConfig(enabled=True)}
+    inline, _ = await run("inline", LOGISTIC, nodes=12, rounds=2, **secure)
+    dask, records = await run("dask", LOGISTIC, nodes=12, rounds=2, **secure)
+    assert len(records[-1].participating_nodes) == 12
+    np.testing.assert_allclose(dask, inline, rtol=0, atol=1e-4)  # within quantisation
 
 
 async def test_a_round_the_cluster_cannot_run_trains_in_the_kernel_with_the_same_result():
