@@ -98,7 +98,7 @@ async def measure(num_nodes: int, kind: str, rounds: int, backend: str) -> dict[
             )
             await coordinator.register_node(f"n{i:05d}", len(data))
         started = time.perf_counter()
-        await coordinator.run_round()  # places data (dask), pads rows (batched path)
+        await coordinator.run_round()  # places data (dask), checks rows against the model
         first = time.perf_counter() - started
         times = []
         for _ in range(rounds):

@@ -262,7 +262,9 @@ def _train_chunk(
     lr = context.learning_rate if config.learning_rate is None else config.learning_rate
     mu = context.prox_mu
     datas: list[NodeData] = [w.data for w in workers]  # type: ignore[misc]
-    X, y, sizes = _padded(datas, net.layers[0][3])
+    # Padded per chunk and dropped after it: the nodes' rows stay held once, by the nodes
+    # (a kept copy of every chunk measured no faster at 10,000 nodes).
+    X, y, sizes = _pad([(x.X, x.y) for x in datas], net.layers[0][3])
     k, longest = len(workers), int(sizes.max())
     rngs = [
         rng_for(context.seed, Stream.TRAINING, context.model_id, context.round_number, w.node_id)
@@ -361,30 +363,6 @@ def _pad(
         if part is not None:
             X[i, : sizes[i]] = part[0]
             y[i, : sizes[i]] = part[1]
-    return X, y, sizes
-
-
-_PADDED: dict[tuple[int, ...], tuple[FloatArray, FloatArray, IntArray, list[object]]] = {}
-
-#: Chunks of padded rows kept between rounds (enough for 10,000 nodes of 100 rows).
-_PADDED_KEEP = 64
-
-
-def _padded(datas: Sequence[NodeData], d: int) -> tuple[FloatArray, FloatArray, IntArray]:
-    """The nodes' rows stacked and padded, kept for the next round of the same nodes.
-
-    NodeData is immutable, so the same objects in the same order mean the same rows; the
-    cache holds the last rounds' chunks and keeps those objects alive so their ids stay
-    theirs.
-    """
-    key = (d, *(id(x) for x in datas))
-    found = _PADDED.get(key)
-    if found is not None:
-        return found[0], found[1], found[2]
-    X, y, sizes = _pad([(x.X, x.y) for x in datas], d)
-    if len(_PADDED) >= _PADDED_KEEP:
-        _PADDED.pop(next(iter(_PADDED)))
-    _PADDED[key] = (X, y, sizes, list(datas))
     return X, y, sizes
 
 

@@ -49,7 +49,7 @@ async def test_the_event_loop_stays_free_and_the_widgets_update_while_10000_node
         for i, rows in enumerate(data):
             await engine.create_worker(fl.WorkerConfig(node_id=f"n{i:05d}"), data=rows)
             await coordinator.register_node(f"n{i:05d}", len(rows))
-        await coordinator.run_round()  # the first round also checks and pads every node's rows
+        await coordinator.run_round()  # the first round also checks every node's rows
         dashboard = Dashboard()
         dashboard.follow(engine, coordinator)  # the live grid, convergence plot and table
         assert dashboard.grid is not None and dashboard.plot is not None
