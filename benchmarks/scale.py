@@ -13,8 +13,12 @@ it is the kernel's; the workers are separate processes). The reference is FedAvg
 with plain numpy (one ``local_sgd`` per node in a loop, weighted mean), timed in the same
 process. One JSON line per (workload, nodes, model, backend); figures are medians.
 
+``--streamed`` adds, for each in-kernel configuration, a line without the absurd-norm
+rule (``norm_outlier_factor=None``), so the batched path streams the updates into one sum
+(``heliosfl/accumulate.py``) instead of holding them: ``"aggregation": "streamed"``.
+
 Usage: python benchmarks/scale.py [--nodes 100 1000 10000] [--models logistic mlp]
-                                  [--backends inline dask] [--guide]
+                                  [--backends inline dask] [--guide] [--streamed]
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ def reference_round(
     return params + total / weight
 
 
-async def measure(num_nodes: int, kind: str, rounds: int, backend: str) -> dict[str, Any]:
+async def measure(
+    num_nodes: int, kind: str, rounds: int, backend: str, streamed: bool = False
+) -> dict[str, Any]:
     guide = kind == "guide"
     lr = 0.01 if guide else 0.1
     if guide:
@@ -76,6 +82,9 @@ async def measure(num_nodes: int, kind: str, rounds: int, backend: str) -> dict[
             learning_rate=lr,
             convergence_threshold=0.0,
             node_timeout_secs=3600,
+            # The absurd-norm rule compares each update with the round's median, so it
+            # holds every update; without it the batched path streams them into one sum.
+            norm_outlier_factor=None if streamed else 100.0,
         ),
         seed=0,
     )
@@ -121,6 +130,7 @@ async def measure(num_nodes: int, kind: str, rounds: int, backend: str) -> dict[
         "model": "mlp" if guide else kind,
         "parameters": int(params.size),
         "backend": backend,
+        "aggregation": "streamed" if streamed else "held",
         "round_secs": round(seconds, 4),
         "rounds_per_sec": round(1.0 / seconds, 3),
         "first_round_secs": round(first, 4),
@@ -142,20 +152,27 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["inline"])
     parser.add_argument("--guide", action="store_true", help="only the guide deployment")
     parser.add_argument(
-        "--one", nargs=3, metavar=("NODES", "MODEL", "BACKEND"), help=argparse.SUPPRESS
+        "--streamed", action="store_true", help="also each in-kernel line with updates streamed"
     )
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        nodes, kind, backend = int(args.one[0]), args.one[1], args.one[2]
+        nodes, kind, backend, streamed = int(args.one[0]), args.one[1], args.one[2], args.one[3]
         rounds = 20 if kind == "guide" else (5 if nodes <= 1000 else 2)
-        print(json.dumps(asyncio.run(measure(nodes, kind, rounds, backend))), flush=True)
+        line = measure(nodes, kind, rounds, backend, streamed == "streamed")
+        print(json.dumps(asyncio.run(line)), flush=True)
         return
-    runs = [(100, "guide", b) for b in args.backends]
+    runs = [(100, "guide", b, "held") for b in args.backends]
     if not args.guide:
-        runs += [(n, k, b) for k in args.models for n in args.nodes for b in args.backends]
-    for nodes, kind, backend in runs:
+        for kind in args.models:
+            for nodes in args.nodes:
+                runs += [(nodes, kind, b, "held") for b in args.backends]
+                if args.streamed:
+                    runs.append((nodes, kind, "inline", "streamed"))
+    for nodes, kind, backend, aggregation in runs:
         subprocess.run(  # noqa: S603 - this script, in a fresh process for its own peak
-            [sys.executable, __file__, "--one", str(nodes), kind, backend], check=True
+            [sys.executable, __file__, "--one", str(nodes), kind, backend, aggregation],
+            check=True,
         )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from heliosfl.accumulate import RoundSum, UpdateSummary
 from heliosfl.backends.base import Backend
 from heliosfl.config import Config
 from heliosfl.convergence import check_convergence, round_loss
@@ -57,6 +58,7 @@ from heliosfl.rounds import check_updates, summarize_round
 from heliosfl.seeding import Stream, rng_for
 from heliosfl.selection import select_nodes
 from heliosfl.store import ExtraWrite, Rewind, Workspace
+from heliosfl.strategies import FedAvg, FedOpt, FedProx
 from heliosfl.worker import FederatedWorker, TrainContext
 
 if TYPE_CHECKING:
@@ -393,10 +395,45 @@ class Coordinator:
             )
             if self._secure is not None:
                 return await self._secure_round(selected, context, dispatch)
-            outcomes = await dispatch.run(selected, self._workers, context)
+            sink = self._round_sum(context.round_number, selected)
+            outcomes = await dispatch.run(selected, self._workers, context, sink=sink)
             updates = [o for o in outcomes.values() if isinstance(o, ModelUpdate)]
             failures = {n: o for n, o in outcomes.items() if isinstance(o, str)}
-            return await self._execute(updates, failures)
+            summed = sink if sink is not None and sink.streamed else None
+            return await self._execute(updates, failures, summed)
+
+    def _round_sum(self, round_number: int, selected: Sequence[str]) -> RoundSum | None:
+        """A streaming sum for this round, if nothing in it needs every update at once.
+
+        Not when the absurd-norm rule compares norms with the round's median, the
+        strategy is a robust rule (or any strategy but FedAvg, FedProx and FedOpt, whose
+        aggregate is the weighted mean), or adaptive clipping needs every norm; see
+        :mod:`heliosfl.accumulate`.
+        """
+        private = self._private
+        if type(self._strategy) not in (FedAvg, FedProx, FedOpt):
+            return None
+        if private is None and self.config.round_config.norm_outlier_factor is not None:
+            return None
+        clip = None
+        if private is not None:
+            if private.plan is None or private.plan.count_noise_multiplier is not None:
+                return None  # adaptive clipping: the noisy count needs every norm
+            from heliosfl.dp_rounds import CLIP_STATE_KEY  # loaded already: DP is on
+
+            state_clip = self._strategy_state.get(CLIP_STATE_KEY)
+            norm = private.privacy.clip_norm if state_clip is None else float(state_clip[0])
+            clip = (private.privacy.mechanism.value, float(norm))
+        return RoundSum(
+            model_id=self.model_id,
+            round_number=round_number,
+            shape=self._params.shape,
+            registered=set(self._nodes),
+            selected=selected,
+            guards=tuple(self.update_guards),
+            max_norm=self.config.round_config.max_update_norm,
+            clip=clip,
+        )
 
     async def execute_round(self, updates: Sequence[ModelUpdate]) -> RoundRecord:
         """Aggregate the updates of the current round and commit the new model.
@@ -436,7 +473,17 @@ class Coordinator:
         async with self._lock:
             return await self._execute(list(updates), {})
 
-    async def _execute(self, updates: list[ModelUpdate], failures: dict[str, str]) -> RoundRecord:
+    async def _execute(
+        self,
+        updates: list[ModelUpdate],
+        failures: dict[str, str],
+        summed: RoundSum | None = None,
+    ) -> RoundRecord:
+        """Check, summarise, aggregate and commit a round's updates.
+
+        With `summed`, the updates were checked and summed as they were produced (their
+        rejections are among `failures` already) and only their summaries are left.
+        """
         round_number = self._round + 1
         selection = (
             self._selection if self._selection and self._selection[0] == round_number else None
@@ -456,6 +503,16 @@ class Coordinator:
                 "Select the round's nodes first; only their updates are accepted.",
             )
         failures = dict(failures)
+        if summed is not None:
+            summaries = sorted(summed.accepted, key=lambda u: u.node_id)
+            return await self._conclude(
+                round_number,
+                summaries,
+                failures,
+                selected,
+                (started_clock, started_at),
+                functools.partial(self._aggregate_summed, summed, round_number),
+            )
         accepted, rejected = await asyncio.to_thread(
             check_updates,
             updates,
@@ -480,6 +537,28 @@ class Coordinator:
                     reason=reason,
                 )
             )
+        return await self._conclude(
+            round_number,
+            accepted,
+            failures,
+            selected,
+            (started_clock, started_at),
+            functools.partial(self._aggregate, accepted, round_number),
+        )
+
+    async def _conclude(
+        self,
+        round_number: int,
+        accepted: Sequence[ModelUpdate | UpdateSummary],
+        failures: dict[str, str],
+        selected: Sequence[str] | None,
+        started: tuple[float, str],
+        aggregate: Callable[[], tuple[FloatArray, dict[str, FloatArray], Any, Any]],
+    ) -> RoundRecord:
+        """Record the round's outcome, then aggregate (off the loop) and commit it."""
+        started_clock, started_at = started
+        contributors = {u.node_id for u in accepted}
+        private = self._private
         for node_id in selected or ():
             if node_id not in contributors and node_id not in failures:
                 failures[node_id] = "no update received"
@@ -494,9 +573,7 @@ class Coordinator:
             error = InsufficientNodes(required, len(accepted), "successful updates")
             await self._fail(record, started_clock, str(error))
             raise error
-        new_params, new_state, evaluation, entry = await asyncio.to_thread(
-            self._aggregate, accepted, round_number
-        )
+        new_params, new_state, evaluation, entry = await asyncio.to_thread(aggregate)
         return await self._commit(record, started_clock, new_params, new_state, evaluation, entry)
 
     async def _commit(
@@ -674,6 +751,34 @@ class Coordinator:
                 self._strategy,
                 round_number=round_number,
                 attempt=self._attempt(round_number),
+            )
+        return new_params, new_state, self._evaluate(new_params), entry
+
+    def _aggregate_summed(
+        self, summed: RoundSum, round_number: int
+    ) -> tuple[
+        FloatArray,
+        dict[str, FloatArray],
+        tuple[float | None, float | None] | None,
+        dict[str, Any] | None,
+    ]:
+        """:meth:`_aggregate` from a streamed sum: the same strategy step, the same noise."""
+        entry = None
+        if self._private is None:
+            new_params, new_state = self._strategy.aggregate(
+                self._params, [summed.mean()], [1.0], self._strategy_state
+            )
+        else:
+            new_params, new_state, entry = self._private.aggregate_sum(
+                self._params,
+                summed.total,
+                len(summed.accepted),
+                self._strategy_state,
+                self._strategy,
+                round_number=round_number,
+                attempt=self._attempt(round_number),
+                noise_added=False,
+                secure=False,
             )
         return new_params, new_state, self._evaluate(new_params), entry
 

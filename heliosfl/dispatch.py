@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from heliosfl.accumulate import RoundSum, UpdateSummary
 from heliosfl.backends.base import Backend, StopFlag
 from heliosfl.events import EventBus, NodeFailed, NodeFinished
 from heliosfl.models import Model
@@ -26,7 +27,11 @@ from heliosfl.rounds import weighted_figure
 from heliosfl.vectorised import batchable, train_together
 from heliosfl.worker import FederatedWorker, NodeJob, TrainContext, failure_reason
 
-__all__ = ["RoundDispatch", "evaluate_on_nodes"]
+__all__ = ["Outcome", "RoundDispatch", "evaluate_on_nodes"]
+
+#: What a node's round came to: its update (masked in a secure round; a summary once
+#: streamed into a :class:`~heliosfl.accumulate.RoundSum`), or why it failed.
+Outcome = ModelUpdate | MaskedUpdate | UpdateSummary | str
 
 #: Node events published between two yields to the event loop.
 PUBLISH_SLICE = 1000
@@ -73,7 +78,8 @@ class RoundDispatch:
         selected: Sequence[str],
         workers: Mapping[str, FederatedWorker],
         context: TrainContext,
-    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
+        sink: RoundSum | None = None,
+    ) -> dict[str, Outcome]:
         """Train the selected nodes; each outcome is an update or a failure reason.
 
         Parameters
@@ -84,12 +90,16 @@ class RoundDispatch:
             Every node's worker.
         context : TrainContext
             The global model as sent to the nodes.
+        sink : RoundSum or None
+            Where a batched round streams its updates (see :mod:`heliosfl.accumulate`);
+            ``sink.streamed`` tells whether it did. Other paths return the updates.
 
         Returns
         -------
         dict
             Node id to its :class:`ModelUpdate` (a :class:`MaskedUpdate` in a secure
-            round) or the reason it failed, in ``selected`` order.
+            round; an :class:`UpdateSummary` once streamed into `sink`) or the reason it
+            failed, in ``selected`` order.
         """
         round_number = self.round_number
         present = [workers[n] for n in selected if n in workers]
@@ -100,10 +110,10 @@ class RoundDispatch:
             if remote_ready(present, context):
                 return await self._run_remote(remote, present, context)
         if len(present) == len(selected) and batchable(present, context):
-            return await self._run_together(present, context)
+            return await self._run_together(present, context, sink)
         timeout = self.timeout_secs
         started = time.monotonic()
-        outcomes: dict[str, ModelUpdate | MaskedUpdate | str] = {}
+        outcomes: dict[str, Outcome] = {}
         jobs: dict[str, NodeJob] = {}
         for node_id in selected:
             worker = workers.get(node_id)
@@ -160,13 +170,14 @@ class RoundDispatch:
         remote: Callable[..., Awaitable[dict[str, ModelUpdate | str]]],
         workers: Sequence[FederatedWorker],
         context: TrainContext,
-    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
+    ) -> dict[str, Outcome]:
         """All nodes on a cluster where their data lives (see :mod:`heliosfl.backends.dask`)."""
-        outcomes = await remote(workers, context, timeout_secs=self.timeout_secs)
+        remote_outcomes = await remote(workers, context, timeout_secs=self.timeout_secs)
+        outcomes: dict[str, Outcome] = dict(remote_outcomes)
         await self._publish(outcomes)
-        return dict(outcomes)
+        return outcomes
 
-    async def _publish(self, outcomes: Mapping[str, ModelUpdate | MaskedUpdate | str]) -> None:
+    async def _publish(self, outcomes: Mapping[str, Outcome]) -> None:
         """One event per node of a round trained in one go, yielding to the loop as it goes.
 
         Publishing 10,000 events takes the loop about 25 ms; every :data:`PUBLISH_SLICE`
@@ -192,19 +203,25 @@ class RoundDispatch:
             )
 
     async def _run_together(
-        self, workers: Sequence[FederatedWorker], context: TrainContext
-    ) -> dict[str, ModelUpdate | MaskedUpdate | str]:
+        self, workers: Sequence[FederatedWorker], context: TrainContext, sink: RoundSum | None
+    ) -> dict[str, Outcome]:
         """All nodes in one batched call (see :mod:`heliosfl.vectorised`), then their events."""
         stop = StopFlag()
-        call = functools.partial(train_together, workers, context, stop)
+        if sink is not None:
+            sink.streamed = True
+        call = functools.partial(
+            train_together, workers, context, stop, None if sink is None else sink.add
+        )
         handle = self._backend.submit_many([call], stops=[stop])[0]
-        outcomes: dict[str, ModelUpdate | MaskedUpdate | str] = {}
+        outcomes: dict[str, Outcome] = {}
         try:
             updates = await handle.result
         except asyncio.CancelledError:
             stop.set()
             raise
         except Exception as exc:  # the batch failed: every node of it did
+            if sink is not None:
+                sink.discard()
             reason = failure_reason(exc, stop)[0] or "timeout"
             for worker in workers:
                 outcomes[worker.node_id] = reason
@@ -220,7 +237,7 @@ class RoundDispatch:
 
     def _settle(
         self,
-        outcomes: dict[str, ModelUpdate | MaskedUpdate | str],
+        outcomes: dict[str, Outcome],
         node_id: str,
         job: NodeJob,
         round_number: int,

@@ -137,18 +137,26 @@ class PrivateRounds:
         round_number: int,
         attempt: int,
         noise_added: bool,
+        secure: bool = True,
     ) -> tuple[FloatArray, dict[str, FloatArray], dict[str, Any]]:
-        """The private aggregate of a secure round, from the sum the protocol unmasked.
+        """The private aggregate of a round from the sum of its clipped updates.
 
-        The nodes clipped their updates (to the clip norm, with room for rounding) before
-        masking, so `clipped_sum` has the sensitivity the event assumes. Central noise of
-        scale ``z * C`` is added here; with ``noise_added`` (distributed noise) the nodes
-        already added theirs. Then the sum is divided by the fixed denominator, as in
-        :meth:`aggregate`, and charged with the same event.
+        For a secure round (`secure`), the sum the protocol unmasked: the nodes clipped
+        their updates (to the clip norm, with room for rounding) before masking, so
+        `clipped_sum` has the sensitivity the event assumes. Otherwise the sum a streamed
+        round took (:class:`~heliosfl.accumulate.RoundSum`, updates clipped to this
+        round's clip norm as :meth:`aggregate` clips them), whose state then carries the
+        clip norm as :meth:`aggregate`'s does. Central noise of scale ``z * C`` is added
+        here; with ``noise_added`` (distributed noise) the nodes already added theirs.
+        Then the sum is divided by the fixed denominator, as in :meth:`aggregate`, and
+        charged with the same event.
         """
         assert self.plan is not None and self.is_checked(round_number)  # noqa: S101
         _, event, epsilon_after = self._pending  # type: ignore[misc]
         clip = float(self.privacy.clip_norm)
+        if not secure:  # the clip norm the round's updates were clipped to
+            clip = float(state.get(CLIP_STATE_KEY, np.array([clip]))[0])
+            state = {k: v for k, v in state.items() if k != CLIP_STATE_KEY}
         total = np.asarray(clipped_sum, dtype=np.float64)
         if not noise_added:
             rng = self._noise_rng(round_number, attempt)
@@ -157,6 +165,9 @@ class PrivateRounds:
             total = total + draw(total.shape, scale, rng)
         mean = total / self.plan.denominator
         new_params, new_state = strategy.aggregate(params, [mean], [1.0], dict(state))
+        if not secure:
+            new_state = {**new_state, CLIP_STATE_KEY: np.array([clip])}
+            return new_params, new_state, self._entry(event, epsilon_after, clip, participants)
         placement = "distributed" if noise_added else "central"
         entry = self._entry(event, epsilon_after, clip, participants, secure_aggregation=placement)
         return new_params, new_state, entry

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heliosfl.records import MaskedUpdate, ModelUpdate, RoundRecord
+
+if TYPE_CHECKING:
+    from heliosfl.accumulate import UpdateSummary
 
 __all__ = [
     "check_update",
@@ -185,7 +189,7 @@ def check_updates(
 
 def summarize_round(
     round_number: int,
-    accepted: Sequence[ModelUpdate | MaskedUpdate],
+    accepted: Sequence[ModelUpdate | MaskedUpdate | UpdateSummary],
     failures: Mapping[str, str],
     selected: Sequence[str] | None,
     started_at: str,
@@ -209,7 +213,7 @@ def summarize_round(
     )
 
 
-def node_figures(update: ModelUpdate | MaskedUpdate) -> dict[str, float]:
+def node_figures(update: ModelUpdate | MaskedUpdate | UpdateSummary) -> dict[str, float]:
     """The per-node figures a round record keeps: loss, duration, local val accuracy."""
     figures = {"loss": float(update.loss), "duration_secs": float(update.duration_secs)}
     accuracy = update.metrics.get("val_accuracy")

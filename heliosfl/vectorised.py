@@ -27,12 +27,13 @@ policies, take the per-node path.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from heliosfl.accumulate import UpdateSummary
 from heliosfl.backends.base import StopFlag
 from heliosfl.data import NodeData
 from heliosfl.errors import ConfigError, NodeFailure
@@ -205,12 +206,18 @@ def batchable(workers: Sequence[FederatedWorker], context: TrainContext) -> bool
 
 
 def train_together(
-    workers: Sequence[FederatedWorker], context: TrainContext, stop: StopFlag | None = None
-) -> list[ModelUpdate | NodeFailure | ConfigError]:
+    workers: Sequence[FederatedWorker],
+    context: TrainContext,
+    stop: StopFlag | None = None,
+    sink: Callable[[ModelUpdate], UpdateSummary | str] | None = None,
+) -> list[ModelUpdate | UpdateSummary | str | NodeFailure | ConfigError]:
     """Local training of every worker for `context`, batched; one outcome per worker, in order.
 
     An outcome is the node's :class:`ModelUpdate`, or the error that failed that node alone:
     :class:`ConfigError` when its data does not fit the model or its training diverged.
+    With `sink` (:meth:`heliosfl.accumulate.RoundSum.add`), each update goes to the sink as
+    soon as its chunk is trained and is dropped; the outcome is then what the sink returned
+    (the update's summary, or why it was rejected), so the round never holds its deltas.
 
     Raises
     ------
@@ -219,7 +226,8 @@ def train_together(
     """
     model = context.model
     net = _Net.of(model)
-    outcomes: list[ModelUpdate | NodeFailure | ConfigError | None] = [None] * len(workers)
+    outcomes: list[ModelUpdate | UpdateSummary | str | NodeFailure | ConfigError | None]
+    outcomes = [None] * len(workers)
     usable: list[int] = []
     for i, worker in enumerate(workers):
         data = worker.data
@@ -243,7 +251,10 @@ def train_together(
         part = order[lo : lo + chunk]
         results = _train_chunk(net, [workers[i] for i in part], context, stop)
         for i, result in zip(part, results, strict=True):
-            outcomes[i] = result
+            if sink is not None and isinstance(result, ModelUpdate):
+                outcomes[i] = sink(result)  # summed now; the delta goes with the chunk
+            else:
+                outcomes[i] = result
     done = [outcome for outcome in outcomes if outcome is not None]
     assert len(done) == len(workers)  # noqa: S101 - every worker was handled above
     return done
