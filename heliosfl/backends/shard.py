@@ -19,6 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import numpy as np
+import numpy.typing as npt
+
 from heliosfl.backends.base import JobHandle, StopFlag
 from heliosfl.config import WorkerConfig
 from heliosfl.data import NodeData
@@ -27,7 +30,7 @@ from heliosfl.models.base import _NumpyModel
 from heliosfl.records import ModelUpdate
 from heliosfl.worker import FederatedWorker, TrainContext, failure_reason
 
-__all__ = ["NodeShard", "train_on_worker", "train_shard"]
+__all__ = ["NodeShard", "PackedOutcomes", "train_on_worker", "train_shard"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,13 +121,63 @@ def train_shard(
     ]
 
 
+@dataclass(frozen=True, eq=False)
+class PackedOutcomes:
+    """A shard's outcomes for the trip back: every delta in one array, the rest as rows.
+
+    A thousand updates of 10,258 parameters pickled one by one cost the kernel about
+    0.3 s a round to receive; one ``(updates, parameters)`` array is one buffer on the
+    wire, and the kernel's updates are views into it (no copy).
+    """
+
+    deltas: npt.NDArray[np.float64]
+    rows: list[dict[str, Any] | str]
+
+    @staticmethod
+    def pack(outcomes: Sequence[ModelUpdate | str]) -> PackedOutcomes:
+        """Pack `outcomes` (on the worker)."""
+        updates = [o for o in outcomes if isinstance(o, ModelUpdate)]
+        deltas = np.stack([u.delta for u in updates]) if updates else np.zeros((0, 0), np.float64)
+        rows: list[dict[str, Any] | str] = [
+            o
+            if isinstance(o, str)
+            else {
+                "model_id": o.model_id,
+                "node_id": o.node_id,
+                "round_number": o.round_number,
+                "num_samples": o.num_samples,
+                "loss": o.loss,
+                "metrics": o.metrics,
+                "duration_secs": o.duration_secs,
+            }
+            for o in outcomes
+        ]
+        return PackedOutcomes(deltas, rows)
+
+    def unpack(self) -> list[ModelUpdate | str]:
+        """The outcomes again, in order (in the kernel); deltas are views into one array."""
+        out: list[ModelUpdate | str] = []
+        j = 0
+        for row in self.rows:
+            if isinstance(row, str):
+                out.append(row)
+            else:
+                out.append(ModelUpdate(delta=self.deltas[j], **row))
+                j += 1
+        return out
+
+
 async def train_on_worker(
     shard_key: str, node_ids: Sequence[str], context: TrainContext, dask_worker: Any = None
-) -> list[ModelUpdate | str]:
+) -> PackedOutcomes:
     """:func:`train_shard` on the Dask worker holding the shard scattered under `shard_key`.
 
     Called by ``Client.run`` straight on the worker (one message each way, no scheduler
     hop); training runs in a thread so the worker's event loop keeps answering heartbeats.
     """
     shard = dask_worker.data[shard_key]
-    return await asyncio.to_thread(train_shard, shard, node_ids, context)
+
+    def train() -> PackedOutcomes:
+        return PackedOutcomes.pack(train_shard(shard, node_ids, context))
+
+    return await asyncio.to_thread(train)
