@@ -30,7 +30,9 @@ a simulated fault, a data policy (GDPR consent views) or is offline. Evaluation 
 other generic work also run in-kernel (:meth:`run`, :meth:`submit_many`).
 
 Requires the ``dask`` extra (``pip install "heliosfl[dask]"``); on a remote cluster every
-worker needs heliosfl installed, and user models travel by value (cloudpickle).
+worker needs heliosfl installed. User models travel by cloudpickle: a class defined in a
+notebook by value, a class from a module by reference (that module must be importable on
+the workers).
 """
 
 from __future__ import annotations
