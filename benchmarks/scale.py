@@ -13,9 +13,10 @@ it is the kernel's; the workers are separate processes). The reference is FedAvg
 with plain numpy (one ``local_sgd`` per node in a loop, weighted mean), timed in the same
 process. One JSON line per (workload, nodes, model, backend); figures are medians.
 
-``--streamed`` adds, for each in-kernel configuration, a line without the absurd-norm
+``--streamed`` adds, for each configuration, a line without the absurd-norm
 rule (``norm_outlier_factor=None``), so the batched path streams the updates into one sum
-(``heliosfl/accumulate.py``) instead of holding them: ``"aggregation": "streamed"``.
+(``heliosfl/accumulate.py``; on Dask, each worker sums its nodes' updates) instead of
+holding them: ``"aggregation": "streamed"``.
 
 Usage: python benchmarks/scale.py [--nodes 100 1000 10000] [--models logistic mlp]
                                   [--backends inline dask] [--guide] [--streamed]
@@ -152,7 +153,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["inline"])
     parser.add_argument("--guide", action="store_true", help="only the guide deployment")
     parser.add_argument(
-        "--streamed", action="store_true", help="also each in-kernel line with updates streamed"
+        "--streamed", action="store_true", help="also each line with the updates streamed"
     )
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,7 +169,7 @@ def main() -> None:
             for nodes in args.nodes:
                 runs += [(nodes, kind, b, "held") for b in args.backends]
                 if args.streamed:
-                    runs.append((nodes, kind, "inline", "streamed"))
+                    runs += [(nodes, kind, b, "streamed") for b in args.backends]
     for nodes, kind, backend, aggregation in runs:
         subprocess.run(  # noqa: S603 - this script, in a fresh process for its own peak
             [sys.executable, __file__, "--one", str(nodes), kind, backend, aggregation],

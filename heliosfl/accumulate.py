@@ -161,6 +161,38 @@ class RoundSum:
         self.accepted.append(summary)
         return summary
 
+    @property
+    def portable(self) -> bool:
+        """Whether parts of this sum can be taken elsewhere (a Dask worker): no guards.
+
+        Update guards are the kernel's callables (HIPAA's leakage test holds the
+        manager), so a round with guards is summed in the kernel.
+        """
+        return not self._guards
+
+    def part(self, node_ids: Collection[str]) -> RoundSum:
+        """An empty sum with this one's rules, for the updates of `node_ids` only.
+
+        A Dask worker sums its nodes' updates into a part; :meth:`merge` adds the part.
+        """
+        return RoundSum(
+            model_id=self.model_id,
+            round_number=self.round_number,
+            shape=self.shape,
+            registered=set(node_ids) & self._registered,
+            selected=set(node_ids) if self._selected is None else set(node_ids) & self._selected,
+            max_norm=self._max_norm,
+            clip=self._clip,
+        )
+
+    def merge(self, part: RoundSum) -> None:
+        """Add a part summed elsewhere (its nodes are disjoint from this sum's)."""
+        self.total += part.total
+        self.weight += part.weight
+        self.accepted.extend(part.accepted)
+        self.rejected.extend(part.rejected)
+        self._seen |= part._seen
+
     def discard(self) -> None:
         """Forget everything summed (the batch that fed the sum failed as a whole)."""
         self.total[...] = 0.0

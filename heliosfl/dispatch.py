@@ -91,8 +91,9 @@ class RoundDispatch:
         context : TrainContext
             The global model as sent to the nodes.
         sink : RoundSum or None
-            Where a batched round streams its updates (see :mod:`heliosfl.accumulate`);
-            ``sink.streamed`` tells whether it did. Other paths return the updates.
+            Where a batched or Dask round streams its updates (see
+            :mod:`heliosfl.accumulate`); ``sink.streamed`` tells whether it did. Other
+            paths return the updates.
 
         Returns
         -------
@@ -108,7 +109,7 @@ class RoundDispatch:
             from heliosfl.backends.dask import remote_ready
 
             if remote_ready(present, context):
-                return await self._run_remote(remote, present, context)
+                return await self._run_remote(remote, present, context, sink)
         if len(present) == len(selected) and batchable(present, context):
             return await self._run_together(present, context, sink)
         timeout = self.timeout_secs
@@ -167,12 +168,13 @@ class RoundDispatch:
 
     async def _run_remote(
         self,
-        remote: Callable[..., Awaitable[dict[str, ModelUpdate | str]]],
+        remote: Callable[..., Awaitable[Mapping[str, Outcome]]],
         workers: Sequence[FederatedWorker],
         context: TrainContext,
+        sink: RoundSum | None,
     ) -> dict[str, Outcome]:
         """All nodes on a cluster where their data lives (see :mod:`heliosfl.backends.dask`)."""
-        remote_outcomes = await remote(workers, context, timeout_secs=self.timeout_secs)
+        remote_outcomes = await remote(workers, context, timeout_secs=self.timeout_secs, sink=sink)
         outcomes: dict[str, Outcome] = dict(remote_outcomes)
         await self._publish(outcomes)
         return outcomes

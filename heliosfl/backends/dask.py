@@ -43,9 +43,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from heliosfl.accumulate import RoundSum, UpdateSummary
 from heliosfl.backends.base import JobHandle, StopFlag
 from heliosfl.backends.inline import InlineBackend
-from heliosfl.backends.shard import NodeShard, train_on_worker
+from heliosfl.backends.shard import NodeShard, SummedOutcomes, train_on_worker
 from heliosfl.errors import ClosedError, ConfigError, FederatedLearningError
 from heliosfl.records import ModelUpdate
 from heliosfl.validation import check_float
@@ -256,11 +257,15 @@ class DaskBackend:
         context: TrainContext,
         *,
         timeout_secs: float = math.inf,
-    ) -> dict[str, ModelUpdate | str]:
+        sink: RoundSum | None = None,
+    ) -> dict[str, ModelUpdate | UpdateSummary | str]:
         """Train `workers` on the cluster; node id to its update or failure reason.
 
         A worker's task may run ``timeout_secs`` per node it trains; past that, or if the
-        worker is lost, its nodes fail for this round.
+        worker is lost, its nodes fail for this round. With a `sink` that can travel
+        (:attr:`RoundSum.portable`), each worker sums its nodes' updates into a part of
+        it and sends back the part and their summaries, not the updates; the parts are
+        merged in worker-address order, so the sum is the same every time.
         """
         if self._closed:
             raise ClosedError("DaskBackend")
@@ -273,17 +278,20 @@ class DaskBackend:
         for worker in workers:
             by_home.setdefault(self._home[worker.node_id], []).append(worker)
         client = self._client
+        streams = sink is not None and sink.portable
+        if sink is not None and streams:
+            sink.streamed = True
         calls: dict[asyncio.Future[Any], tuple[str, list[FederatedWorker]]] = {}
-        outcomes: dict[str, ModelUpdate | str] = {}
+        outcomes: dict[str, ModelUpdate | UpdateSummary | str] = {}
         for address, nodes in by_home.items():
             try:
                 shard = await self._shard(address)
             except Exception as exc:
                 self._lost(address, exc, nodes, outcomes)
                 continue
-            call = client.run(
-                train_on_worker, shard.key, [w.node_id for w in nodes], context, workers=[address]
-            )
+            ids = [w.node_id for w in nodes]
+            part = sink.part(ids) if sink is not None and streams else None
+            call = client.run(train_on_worker, shard.key, ids, context, part, workers=[address])
             calls[asyncio.ensure_future(call)] = (address, nodes)
         budget = max((len(n) for _, n in calls.values()), default=0) * timeout_secs
         try:
@@ -296,13 +304,20 @@ class DaskBackend:
             for call in calls:
                 call.cancel()
             raise
-        for call in done:
+        for call in sorted(done, key=lambda c: calls[c][0]):  # merged in address order
             address, nodes = calls[call]
             error = call.exception()
             if error is not None:  # the worker died, or its shard is gone
                 self._lost(address, error, nodes, outcomes)
                 continue
-            for worker, outcome in zip(nodes, call.result()[address].unpack(), strict=True):
+            answer = call.result()[address]
+            if isinstance(answer, SummedOutcomes):
+                if sink is not None:
+                    sink.merge(answer.part)
+                back: list[ModelUpdate | UpdateSummary | str] = list(answer.outcomes)
+            else:
+                back = list(answer.unpack())
+            for worker, outcome in zip(nodes, back, strict=True):
                 outcomes[worker.node_id] = outcome
         for call in late:  # the worker goes on; its answer is dropped
             call.cancel()
@@ -315,7 +330,7 @@ class DaskBackend:
         address: str,
         error: BaseException,
         nodes: Sequence[FederatedWorker],
-        outcomes: dict[str, ModelUpdate | str],
+        outcomes: dict[str, ModelUpdate | UpdateSummary | str],
     ) -> None:
         """A worker's task failed: its nodes fail this round; its shard is placed anew."""
         self._shards.pop(address, None)

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
+from heliosfl.accumulate import RoundSum, UpdateSummary
 from heliosfl.backends.base import JobHandle, StopFlag
 from heliosfl.config import WorkerConfig
 from heliosfl.data import NodeData
@@ -30,7 +31,7 @@ from heliosfl.models.base import _NumpyModel
 from heliosfl.records import ModelUpdate
 from heliosfl.worker import FederatedWorker, TrainContext, failure_reason
 
-__all__ = ["NodeShard", "PackedOutcomes", "train_on_worker", "train_shard"]
+__all__ = ["NodeShard", "PackedOutcomes", "SummedOutcomes", "train_on_worker", "train_shard"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,11 +88,16 @@ def _replicas(shard: NodeShard) -> dict[str, FederatedWorker]:
 
 
 def train_shard(
-    shard: NodeShard, node_ids: Sequence[str], context: TrainContext
-) -> list[ModelUpdate | str]:
+    shard: NodeShard,
+    node_ids: Sequence[str],
+    context: TrainContext,
+    sink: RoundSum | None = None,
+) -> list[ModelUpdate | UpdateSummary | str]:
     """Train the shard's nodes `node_ids` for `context`; an update or a failure reason each.
 
-    Runs on the worker that holds `shard`.
+    Runs on the worker that holds `shard`. With `sink` (a part of the round's
+    :class:`~heliosfl.accumulate.RoundSum`) each update is summed as soon as it is trained
+    and only its summary, or the reason it was rejected, comes back.
     """
     from heliosfl.vectorised import batchable, train_together
 
@@ -104,18 +110,23 @@ def train_shard(
     replicas = _replicas(shard)
     workers = [replicas[n] for n in node_ids]
     stop = StopFlag()
+    add = None if sink is None else sink.add
     if batchable(workers, context):
-        outcomes: list[Any] = list(train_together(workers, context, stop))
+        outcomes: list[Any] = list(train_together(workers, context, stop, add))
     else:
         outcomes = []
         for worker in workers:
             try:
-                outcomes.append(worker._train_sync(context, StopFlag(), None, worker.data))
+                update = worker._train_sync(context, StopFlag(), None, worker.data)
             except Exception as exc:  # the node failed, not the shard
                 outcomes.append(exc)
+                continue
+            outcomes.append(
+                update if add is None or not isinstance(update, ModelUpdate) else add(update)
+            )
     return [
         outcome
-        if isinstance(outcome, ModelUpdate)
+        if isinstance(outcome, ModelUpdate | UpdateSummary | str)
         else failure_reason(outcome, stop)[0] or "stopped"
         for outcome in outcomes
     ]
@@ -167,17 +178,34 @@ class PackedOutcomes:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class SummedOutcomes:
+    """A shard's part of a streamed round: its partial sum and its nodes' outcomes."""
+
+    part: RoundSum
+    outcomes: list[UpdateSummary | str]
+
+
 async def train_on_worker(
-    shard_key: str, node_ids: Sequence[str], context: TrainContext, dask_worker: Any = None
-) -> PackedOutcomes:
+    shard_key: str,
+    node_ids: Sequence[str],
+    context: TrainContext,
+    part: RoundSum | None = None,
+    dask_worker: Any = None,
+) -> PackedOutcomes | SummedOutcomes:
     """:func:`train_shard` on the Dask worker holding the shard scattered under `shard_key`.
 
     Called by ``Client.run`` straight on the worker (one message each way, no scheduler
     hop); training runs in a thread so the worker's event loop keeps answering heartbeats.
+    With `part`, the worker sums its nodes' updates and sends back the partial sum and
+    their summaries, not the updates.
     """
     shard = dask_worker.data[shard_key]
 
-    def train() -> PackedOutcomes:
-        return PackedOutcomes.pack(train_shard(shard, node_ids, context))
+    def train() -> PackedOutcomes | SummedOutcomes:
+        outcomes = train_shard(shard, node_ids, context, part)
+        if part is not None:
+            return SummedOutcomes(part, [o for o in outcomes if not isinstance(o, ModelUpdate)])
+        return PackedOutcomes.pack([o for o in outcomes if not isinstance(o, UpdateSummary)])
 
     return await asyncio.to_thread(train)

@@ -31,7 +31,9 @@ LOGISTIC = {"model_type": "logistic_regression", "input_dim": 6}
 MLP = {"model_type": "mlp", "input_dim": 6, "hidden_layers": (16,), "num_classes": 3}
 
 
-async def run(backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None, **config):
+async def run(
+    backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None, round_config=None, **config
+):
     data, test = fl.data.synthetic_sites(
         num_sites=nodes,
         samples_per_site=(10, 60),
@@ -47,6 +49,7 @@ async def run(backend, model, *, nodes=40, rounds=3, classes=2, fault_on=None, *
             learning_rate=0.2,
             convergence_threshold=0.0,
             node_timeout_secs=60,
+            **(round_config or {}),
         ),
         seed=7,
         **config,
@@ -89,6 +92,28 @@ async def test_differential_privacy_on_the_cluster_gives_the_in_kernel_model():
     }
     inline, _ = await run("inline", LOGISTIC, **private)
     dask, records = await run("dask", LOGISTIC, **private)
+    assert len(records[-1].participating_nodes) == 40
+    np.testing.assert_allclose(dask, inline, rtol=0, atol=1e-9)
+
+
+async def test_a_streamable_round_is_summed_on_the_workers_and_gives_the_in_kernel_model(
+    monkeypatch,
+):
+    from heliosfl.accumulate import RoundSum
+
+    merged = []
+    original = RoundSum.merge
+
+    def counting_merge(self, part):
+        merged.append(len(part.accepted))
+        return original(self, part)
+
+    monkeypatch.setattr(RoundSum, "merge", counting_merge)
+    streamed = {"norm_outlier_factor": None}
+    inline, _ = await run("inline", MLP, classes=3, round_config=streamed)
+    assert merged == []  # in the kernel the sum is taken where the batch trains
+    dask, records = await run("dask", MLP, classes=3, round_config=streamed)
+    assert sum(merged) == 3 * 40 and len(merged) == 3 * 2  # one part per worker per round
     assert len(records[-1].participating_nodes) == 40
     np.testing.assert_allclose(dask, inline, rtol=0, atol=1e-9)
 
