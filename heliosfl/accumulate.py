@@ -3,7 +3,8 @@
 A round of 10,000 nodes of a 10,258-parameter model produces 820 MB of float64 deltas.
 When nothing in the round needs to see every update at once, :class:`RoundSum` takes each
 update as it is produced, checks it exactly as the held path does
-(:func:`~heliosfl.rounds.check_update`, the update guards, ``max_update_norm``), adds it to
+(:func:`~heliosfl.rounds.screen_update`: the same checks and update guards, then
+``max_update_norm``), adds it to
 one float64 accumulator and keeps only its figures (:class:`UpdateSummary`). Memory for
 the updates is then one parameter vector, whatever the number of nodes.
 
@@ -39,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from heliosfl.records import ModelUpdate
-from heliosfl.rounds import check_update
+from heliosfl.rounds import above_max_norm, screen_update
 
 __all__ = ["RoundSum", "UpdateSummary"]
 
@@ -116,14 +117,9 @@ class RoundSum:
         #: Set by the dispatch when the round's updates went through :meth:`add`.
         self.streamed = False
 
-    @property
-    def private(self) -> bool:
-        """Whether updates are clipped and summed with equal weights (DP)."""
-        return self._clip is not None
-
     def add(self, update: ModelUpdate) -> UpdateSummary | str:
         """Check `update` and add it to the sum; its summary, or why it was rejected."""
-        reason = check_update(
+        reason = screen_update(
             update,
             model_id=self.model_id,
             round_number=self.round_number,
@@ -131,15 +127,10 @@ class RoundSum:
             registered=self._registered,
             seen=self._seen,
             selected=self._selected,
+            guards=self._guards,
         )
-        for guard in self._guards if reason is None else ():
-            reason = guard(update)
-            if reason is not None:
-                break
         if reason is None and self._max_norm is not None:
-            norm = float(np.linalg.norm(update.delta))
-            if norm > self._max_norm:
-                reason = f"absurd norm: {norm:.3g} exceeds max_update_norm={self._max_norm:g}"
+            reason = above_max_norm(float(np.linalg.norm(update.delta)), self._max_norm)
         node_id = str(getattr(update, "node_id", "?"))
         if reason is not None:
             self.rejected.append((node_id, f"rejected: {reason}"))

@@ -511,7 +511,7 @@ class Coordinator:
                 failures,
                 selected,
                 (started_clock, started_at),
-                functools.partial(self._aggregate_summed, summed, round_number),
+                functools.partial(self._aggregate, round_number, summed=summed),
             )
         accepted, rejected = await asyncio.to_thread(
             check_updates,
@@ -543,7 +543,7 @@ class Coordinator:
             failures,
             selected,
             (started_clock, started_at),
-            functools.partial(self._aggregate, accepted, round_number),
+            functools.partial(self._aggregate, round_number, accepted),
         )
 
     async def _conclude(
@@ -728,48 +728,25 @@ class Coordinator:
         return result
 
     def _aggregate(
-        self, accepted: list[ModelUpdate], round_number: int
+        self,
+        round_number: int,
+        accepted: Sequence[ModelUpdate] = (),
+        summed: RoundSum | None = None,
     ) -> tuple[
         FloatArray,
         dict[str, FloatArray],
         tuple[float | None, float | None] | None,
         dict[str, Any] | None,
     ]:
-        entry = None
-        if self._private is None:
-            new_params, new_state = self._strategy.aggregate(
-                self._params,
-                [u.delta for u in accepted],
-                [float(u.num_samples) for u in accepted],
-                self._strategy_state,
-            )
-        else:
-            new_params, new_state, entry = self._private.aggregate(
-                self._params,
-                [u.delta for u in accepted],
-                self._strategy_state,
-                self._strategy,
-                round_number=round_number,
-                attempt=self._attempt(round_number),
-            )
-        return new_params, new_state, self._evaluate(new_params), entry
+        """New parameters, state, figures and DP ledger entry from the round's updates.
 
-    def _aggregate_summed(
-        self, summed: RoundSum, round_number: int
-    ) -> tuple[
-        FloatArray,
-        dict[str, FloatArray],
-        tuple[float | None, float | None] | None,
-        dict[str, Any] | None,
-    ]:
-        """:meth:`_aggregate` from a streamed sum: the same strategy step, the same noise."""
-        entry = None
-        if self._private is None:
-            new_params, new_state = self._strategy.aggregate(
-                self._params, [summed.mean()], [1.0], self._strategy_state
-            )
-        else:
-            new_params, new_state, entry = self._private.aggregate_sum(
+        From the `accepted` updates a round held, or from the sum a streamed round took
+        (`summed`): the strategy sees the sum's mean as a single update, and under DP the
+        clipped sum gets the same noise and denominator as a held round's.
+        """
+        private, entry = self._private, None
+        if private is not None and summed is not None:
+            new_params, new_state, entry = private.aggregate_sum(
                 self._params,
                 summed.total,
                 len(summed.accepted),
@@ -779,6 +756,24 @@ class Coordinator:
                 attempt=self._attempt(round_number),
                 noise_added=False,
                 secure=False,
+            )
+        elif private is not None:
+            new_params, new_state, entry = private.aggregate(
+                self._params,
+                [u.delta for u in accepted],
+                self._strategy_state,
+                self._strategy,
+                round_number=round_number,
+                attempt=self._attempt(round_number),
+            )
+        else:
+            deltas, weights = (
+                ([summed.mean()], [1.0])
+                if summed is not None
+                else ([u.delta for u in accepted], [float(u.num_samples) for u in accepted])
+            )
+            new_params, new_state = self._strategy.aggregate(
+                self._params, deltas, weights, self._strategy_state
             )
         return new_params, new_state, self._evaluate(new_params), entry
 

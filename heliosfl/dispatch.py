@@ -104,12 +104,11 @@ class RoundDispatch:
         """
         round_number = self.round_number
         present = [workers[n] for n in selected if n in workers]
-        remote = getattr(self._backend, "train_nodes", None)
-        if remote is not None and len(present) == len(selected):
-            from heliosfl.backends.dask import remote_ready
-
-            if remote_ready(present, context):
-                return await self._run_remote(remote, present, context, sink)
+        # A cluster backend (DaskBackend) trains the rounds it accepts where the data is.
+        accepts = getattr(self._backend, "accepts", None)
+        if accepts is not None and len(present) == len(selected) and accepts(present, context):
+            train = self._backend.train_nodes  # type: ignore[attr-defined]
+            return await self._run_remote(train, present, context, sink)
         if len(present) == len(selected) and batchable(present, context):
             return await self._run_together(present, context, sink)
         timeout = self.timeout_secs

@@ -100,6 +100,46 @@ def check_update(
     return None
 
 
+def screen_update(
+    update: object,
+    *,
+    model_id: str,
+    round_number: int,
+    shape: tuple[int, ...],
+    registered: Collection[str],
+    seen: Collection[str],
+    selected: Collection[str] | None,
+    guards: Sequence[Callable[[ModelUpdate], str | None]] = (),
+) -> str | None:
+    """:func:`check_update`, then each guard on an update that passed; the first reason.
+
+    The checks every update gets on its own, whether the round holds its updates
+    (:func:`check_updates`) or sums them as they come (:class:`~heliosfl.accumulate.RoundSum`).
+    """
+    reason = check_update(
+        update,
+        model_id=model_id,
+        round_number=round_number,
+        shape=shape,
+        registered=registered,
+        seen=seen,
+        selected=selected,
+    )
+    if reason is None and isinstance(update, ModelUpdate):
+        for guard in guards:
+            reason = guard(update)
+            if reason is not None:
+                break
+    return reason
+
+
+def above_max_norm(norm: float, max_norm: float | None) -> str | None:
+    """Why an update of L2 norm `norm` is absurd under ``max_update_norm``, or ``None``."""
+    if max_norm is not None and norm > max_norm:
+        return f"absurd norm: {norm:.3g} exceeds max_update_norm={max_norm:g}"
+    return None
+
+
 def _finite_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
@@ -145,7 +185,7 @@ def check_updates(
     if selected is not None and not isinstance(selected, set | frozenset):
         selected = set(selected)
     for update in updates:
-        reason = check_update(
+        reason = screen_update(
             update,
             model_id=model_id,
             round_number=round_number,
@@ -153,12 +193,8 @@ def check_updates(
             registered=registered,
             seen=seen,
             selected=selected,
+            guards=guards,
         )
-        if reason is None and isinstance(update, ModelUpdate):
-            for guard in guards:
-                reason = guard(update)
-                if reason is not None:
-                    break
         if reason is None and isinstance(update, ModelUpdate):
             accepted.append(update)
             seen.add(update.node_id)
@@ -173,17 +209,21 @@ def check_updates(
     kept = []
     for update in accepted:
         norm = norms[update.node_id]
-        if max_norm is not None and norm > max_norm:
-            reason = f"absurd norm: {norm:.3g} exceeds max_update_norm={max_norm:g}"
-        elif outlier_factor is not None and median and norm > outlier_factor * median:
+        reason = above_max_norm(norm, max_norm)
+        if (
+            reason is None
+            and outlier_factor is not None
+            and median
+            and norm > outlier_factor * median
+        ):
             reason = (
                 f"absurd norm: {norm:.3g} is more than {outlier_factor:g} times the "
                 f"median of the round ({median:.3g})"
             )
-        else:
+        if reason is None:
             kept.append(update)
-            continue
-        rejected.append((update.node_id, f"rejected: {reason}"))
+        else:
+            rejected.append((update.node_id, f"rejected: {reason}"))
     return kept, rejected
 
 

@@ -131,10 +131,7 @@ class _Net:
             losses = (np.logaddexp(0.0, z) - y * z) * valid
             dz = (np.exp(-np.logaddexp(0.0, -z)) - y) * valid / m[:, None]
             return losses.sum(axis=1), dz[:, :, None]
-        labels = y.astype(np.int64)
-        logp = out - out.max(axis=2, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
-        picked = np.take_along_axis(logp, labels[:, :, None], axis=2)[:, :, 0]
+        labels, logp, picked = _log_softmax(out, y)
         losses = -(picked * valid).sum(axis=1)
         grad = np.exp(logp)
         a, width = labels.shape
@@ -175,12 +172,20 @@ class _Net:
             loss = ((np.logaddexp(0.0, z) - y * z) * valid).sum(axis=1)
             hits = (((z > 0.0).astype(np.float64) == y) & valid).sum(axis=1)
             return loss, hits.astype(np.float64)
-        labels = y.astype(np.int64)
-        logp = out - out.max(axis=2, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
-        picked = np.take_along_axis(logp, labels[:, :, None], axis=2)[:, :, 0]
+        labels, logp, picked = _log_softmax(out, y)
         hits = (np.argmax(logp, axis=2) == labels) & valid
         return -(picked * valid).sum(axis=1), hits.sum(axis=1).astype(np.float64)
+
+
+def _log_softmax(out: FloatArray, y: FloatArray) -> tuple[IntArray, FloatArray, FloatArray]:
+    """Labels, max-shifted log-softmax of `out` (nodes, rows, classes), and each row's own.
+
+    As :func:`~heliosfl.models.softmax.log_softmax`, batched over nodes.
+    """
+    labels = y.astype(np.int64)
+    logp = out - out.max(axis=2, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
+    return labels, logp, np.take_along_axis(logp, labels[:, :, None], axis=2)[:, :, 0]
 
 
 def batchable(workers: Sequence[FederatedWorker], context: TrainContext) -> bool:

@@ -52,18 +52,11 @@ from heliosfl.records import ModelUpdate
 from heliosfl.validation import check_float
 from heliosfl.worker import FederatedWorker, TrainContext
 
-__all__ = ["DaskBackend", "remote_ready"]
+__all__ = ["DaskBackend"]
 
 T = TypeVar("T")
 
 _BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def remote_ready(workers: Sequence[FederatedWorker], context: TrainContext) -> bool:
-    """Whether a round of `workers` can train on the cluster (see the module docstring)."""
-    return context.secure is None and all(
-        w.fault is None and w.policy is None and w.online and w.data is not None for w in workers
-    )
 
 
 class DaskBackend:
@@ -251,6 +244,17 @@ class DaskBackend:
         return self._inline.submit_many(calls, stops=stops, budgets_secs=budgets_secs)
 
     # ------------------------------------------------------------ remote rounds
+    def accepts(self, workers: Sequence[FederatedWorker], context: TrainContext) -> bool:
+        """Whether a round of `workers` trains on the cluster (see the module docstring).
+
+        Not secure aggregation, and no node with a simulated fault, a data policy, no
+        data, or offline: those rounds train in the kernel.
+        """
+        return context.secure is None and all(
+            w.fault is None and w.policy is None and w.online and w.data is not None
+            for w in workers
+        )
+
     async def train_nodes(
         self,
         workers: Sequence[FederatedWorker],

@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -204,8 +204,8 @@ async def train_on_worker(
 
     def train() -> PackedOutcomes | SummedOutcomes:
         outcomes = train_shard(shard, node_ids, context, part)
-        if part is not None:
-            return SummedOutcomes(part, [o for o in outcomes if not isinstance(o, ModelUpdate)])
-        return PackedOutcomes.pack([o for o in outcomes if not isinstance(o, UpdateSummary)])
+        if part is not None:  # every update went into the part: summaries and reasons
+            return SummedOutcomes(part, cast(list[UpdateSummary | str], outcomes))
+        return PackedOutcomes.pack(cast(list[ModelUpdate | str], outcomes))
 
     return await asyncio.to_thread(train)
