@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import html
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -194,14 +194,8 @@ class StepWizard(widgets.VBox):
                 "(or click Run step)."
             )
         step = self._begin()
-        try:
+        with self._running_step(step):
             outcome = step.action()
-        except Exception as exc:
-            self._fail(step, exc)
-            raise
-        finally:
-            self._running = False
-            self._render()
         return self._succeed(step, outcome)  # type: ignore[arg-type]
 
     async def run_step_async(self) -> dict[str, Any]:
@@ -217,17 +211,23 @@ class StepWizard(widgets.VBox):
         return await self._execute(self._begin())
 
     async def _execute(self, step: WizardStep) -> dict[str, Any]:
-        try:
+        with self._running_step(step):
             outcome = step.action()
             if inspect.isawaitable(outcome):
                 outcome = await outcome
+        return self._succeed(step, outcome)
+
+    @contextlib.contextmanager
+    def _running_step(self, step: WizardStep) -> Iterator[None]:
+        """While `step` runs: a failure is shown and kept; either way the run ends."""
+        try:
+            yield
         except Exception as exc:
             self._fail(step, exc)
             raise
         finally:
             self._running = False
             self._render()
-        return self._succeed(step, outcome)
 
     def next(self) -> int:
         """Move to the next step and return its index.
