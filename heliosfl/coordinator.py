@@ -424,16 +424,19 @@ class Coordinator:
             state_clip = self._strategy_state.get(CLIP_STATE_KEY)
             norm = private.privacy.clip_norm if state_clip is None else float(state_clip[0])
             clip = (private.privacy.mechanism.value, float(norm))
-        return RoundSum(
-            model_id=self.model_id,
-            round_number=round_number,
-            shape=self._params.shape,
-            registered=set(self._nodes),
-            selected=selected,
-            guards=tuple(self.update_guards),
-            max_norm=self.config.round_config.max_update_norm,
-            clip=clip,
-        )
+        return RoundSum(**self._update_rules(round_number, selected), clip=clip)
+
+    def _update_rules(self, round_number: int, selected: Sequence[str] | None) -> dict[str, Any]:
+        """What each update of a round is checked against, held or streamed."""
+        return {
+            "model_id": self.model_id,
+            "round_number": round_number,
+            "shape": self._params.shape,
+            "registered": set(self._nodes),
+            "selected": selected,
+            "guards": tuple(self.update_guards),
+            "max_norm": self.config.round_config.max_update_norm,
+        }
 
     async def execute_round(self, updates: Sequence[ModelUpdate]) -> RoundRecord:
         """Aggregate the updates of the current round and commit the new model.
@@ -516,13 +519,7 @@ class Coordinator:
         accepted, rejected = await asyncio.to_thread(
             check_updates,
             updates,
-            model_id=self.model_id,
-            round_number=round_number,
-            shape=self._params.shape,
-            registered=set(self._nodes),
-            selected=selected,
-            guards=tuple(self.update_guards),
-            max_norm=self.config.round_config.max_update_norm,
+            **self._update_rules(round_number, selected),
             outlier_factor=None if private else self.config.round_config.norm_outlier_factor,
         )
         contributors = {u.node_id for u in accepted}
